@@ -33,7 +33,8 @@ done
 command -v docker >/dev/null 2>&1 || die "docker CLI not found (apt-get install docker.io)"
 docker info >/dev/null 2>&1 || die "Docker daemon not reachable (start dockerd)"
 
-if [[ "$force" -eq 0 ]] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
+old_id="$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
+if [[ "$force" -eq 0 && -n "$old_id" ]]; then
     log "image $IMAGE already present (use --force to rebuild)"
     exit 0
 fi
@@ -105,7 +106,6 @@ log "importing as $IMAGE (llama.cpp-tools $version)"
 tar --numeric-owner -C "$rootfs" -c . | docker import \
     -c 'ENTRYPOINT ["/usr/bin/llama-server"]' \
     -c 'EXPOSE 8080' \
-    -c 'ENV LLAMA_ARG_HOST=0.0.0.0 LLAMA_ARG_PORT=8080' \
     -c "LABEL $LABEL_KIND" \
     -c "LABEL org.opencontainers.image.title=llama-server" \
     -c "LABEL org.opencontainers.image.description=\"llama.cpp server (CPU) from Debian $SUITE packages\"" \
@@ -114,6 +114,12 @@ tar --numeric-owner -C "$rootfs" -c . | docker import \
     -c "LABEL bench.debian.suite=$SUITE" \
     -m "llama.cpp-tools $version from Debian $SUITE" \
     - "$IMAGE" >/dev/null
+
+new_id="$(docker image inspect -f '{{.Id}}' "$IMAGE")"
+if [[ -n "$old_id" && "$old_id" != "$new_id" ]]; then
+    # Drop the replaced image unless a container still uses it.
+    docker image rm "$old_id" >/dev/null 2>&1 || log "previous image ${old_id:7:12} still in use; kept"
+fi
 
 elapsed=$(( $(date +%s) - start ))
 size="$(docker image inspect -f '{{.Size}}' "$IMAGE")"
