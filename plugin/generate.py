@@ -1,0 +1,285 @@
+"""Generation: one greedy chat completion per task through the OpenAI-compatible API.
+
+Prompts are EvalPlus 0.3.1's openai backend, byte for byte; every sampling parameter is
+sent explicitly (GGUF metadata and server flags can set other defaults). Completions are
+appended to a JSONL store as they arrive, each tagged with the run's fingerprint, so a run
+killed at task k resumes with the remaining requests only, and an unchanged re-run sends
+none. Transient failures are retried; a server that is gone is an infrastructure error
+(:class:`~plugin.errors.ServerDiedError`), never a model failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from plugin.errors import ServerDiedError
+
+SYSTEM_PROMPT = "You are a helpful assistant good at coding."
+INSTRUCTION = ("Please provide a self-contained Python script that solves the following "
+               "problem in a markdown code block:")
+PROMPT_TEMPLATE_ID = "evalplus-0.3.1-openai-chat"
+
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def user_message(task_prompt: str) -> str:
+    """EvalPlus codegen: ``prompt.strip() + "\\n"``, then the backend strips it again."""
+    return f"{INSTRUCTION}\n```python\n{task_prompt.strip()}\n```"
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Every parameter that changes a greedy answer, sent with each request."""
+
+    max_tokens: int = 768
+    temperature: float = 0.0
+    top_k: int = 1
+    top_p: float = 0.95  # EvalPlus's value; irrelevant under top_k=1, sent for the record
+    min_p: float = 0.0
+    repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int = 1234
+    cache_prompt: bool = False
+    thinking: str = "auto"  # auto: send nothing; on/off: chat_template_kwargs.enable_thinking
+    reasoning_effort: str | None = None
+
+    def body(self, task_prompt: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": "local",
+            "messages": [
+                {"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": user_message(task_prompt)},
+            ],
+            "n": 1,
+            "stream": False,
+        }
+        body.update({k: v for k, v in asdict(self).items()
+                     if k not in ("thinking", "reasoning_effort")})
+        if self.thinking != "auto":
+            body["chat_template_kwargs"] = {"enable_thinking": self.thinking == "on"}
+        if self.reasoning_effort:
+            body["reasoning_effort"] = self.reasoning_effort
+        return body
+
+
+@dataclass(frozen=True)
+class Completion:
+    task_id: str
+    fingerprint: str
+    content: str
+    reasoning_content: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    prompt_per_second: float | None
+    predicted_per_second: float | None
+    wall_s: float
+    attempts: int
+    system_fingerprint: str = ""
+
+    @property
+    def outcome(self) -> str:
+        """ok | truncated | no_answer (evaluation later splits ok into pass/fail)."""
+        if not self.content.strip():
+            return "no_answer"
+        if self.finish_reason == "length":
+            return "truncated"
+        return "ok"
+
+    @property
+    def thinking_exhausted(self) -> bool:
+        """The budget ran out while the model was still thinking: no answer at all."""
+        return (self.finish_reason == "length" and bool(self.reasoning_content.strip())
+                and not self.content.strip())
+
+    @classmethod
+    def from_response(cls, task_id: str, fingerprint: str, data: Mapping[str, Any],
+                      wall_s: float, attempts: int) -> Completion:
+        choice = (data.get("choices") or [{}])[0]
+        message = choice.get("message") or {}
+        usage = data.get("usage") or {}
+        timings = data.get("timings") or {}
+        details = usage.get("completion_tokens_details") or {}
+        return cls(
+            task_id=task_id,
+            fingerprint=fingerprint,
+            content=message.get("content") or "",
+            reasoning_content=message.get("reasoning_content") or "",
+            finish_reason=choice.get("finish_reason") or "",
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            reasoning_tokens=int(details.get("reasoning_tokens") or 0),
+            prompt_per_second=timings.get("prompt_per_second"),
+            predicted_per_second=timings.get("predicted_per_second"),
+            wall_s=round(wall_s, 4),
+            attempts=attempts,
+            system_fingerprint=data.get("system_fingerprint") or "",
+        )
+
+
+@dataclass
+class Progress:
+    """Counters a progress display reads; updated as completions arrive."""
+
+    total: int
+    done: int = 0
+    reused: int = 0
+    completion_tokens: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def tokens_per_s(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.completion_tokens / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        fresh = self.done - self.reused
+        remaining = self.total - self.done
+        elapsed = time.monotonic() - self.started
+        return elapsed / fresh * remaining if fresh > 0 else None
+
+
+class CompletionStore:
+    """Append-only JSONL of completions; the newest record per (task, fingerprint) wins."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def load(self, fingerprint: str) -> dict[str, Completion]:
+        found: dict[str, Completion] = {}
+        if not self.path.exists():
+            return found
+        with self.path.open(encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a kill: the task is simply re-asked
+                if record.get("fingerprint") == fingerprint:
+                    found[record["task_id"]] = Completion(**record)
+        return found
+
+    def append(self, completion: Completion) -> None:
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(asdict(completion)) + "\n")
+            fh.flush()
+
+
+@dataclass(frozen=True)
+class Retry:
+    attempts: int = 6
+    first_delay_s: float = 0.5
+    max_delay_s: float = 8.0
+    request_timeout_s: float = 900.0
+
+
+async def _post_with_retry(client: httpx.AsyncClient, url: str, body: dict[str, Any],
+                           retry: Retry, alive: Callable[[], bool]) -> tuple[dict[str, Any], int]:
+    delay = retry.first_delay_s
+    last = "no attempt"
+    for attempt in range(1, retry.attempts + 1):
+        try:
+            response = await client.post(url, json=body)
+            if response.status_code == 200:
+                return response.json(), attempt
+            last = f"HTTP {response.status_code}: {response.text[:200]}"
+            if response.status_code not in RETRY_STATUS:
+                raise ServerDiedError(f"POST {url} failed permanently: {last}")
+        except (httpx.TransportError, json.JSONDecodeError) as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        if not alive():
+            raise ServerDiedError(f"llama-server is gone (POST {url}: {last})")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, retry.max_delay_s)
+    raise ServerDiedError(f"POST {url} failed {retry.attempts} times; last error: {last}")
+
+
+async def _generate(base_url: str, prompts: Mapping[str, str], sampling: Sampling,
+                    store: CompletionStore, fingerprint: str, concurrency: int,
+                    retry: Retry, alive: Callable[[], bool], progress: Progress,
+                    on_completion: Callable[[Completion, Progress], None] | None,
+                    ) -> dict[str, Completion]:
+    url = base_url.rstrip("/") + "/v1/chat/completions"
+    results: dict[str, Completion] = {}
+    gate = asyncio.Semaphore(max(1, concurrency))
+    timeout = httpx.Timeout(retry.request_timeout_s, connect=10.0)
+    limits = httpx.Limits(max_connections=max(1, concurrency))
+
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+
+        async def one(task_id: str, prompt: str) -> None:
+            async with gate:
+                started = time.monotonic()
+                data, attempts = await _post_with_retry(client, url, sampling.body(prompt),
+                                                        retry, alive)
+                completion = Completion.from_response(task_id, fingerprint, data,
+                                                      time.monotonic() - started, attempts)
+            store.append(completion)
+            results[task_id] = completion
+            progress.done += 1
+            progress.completion_tokens += completion.completion_tokens
+            if on_completion:
+                on_completion(completion, progress)
+
+        jobs = [asyncio.ensure_future(one(t, p)) for t, p in prompts.items()]
+        try:
+            await asyncio.gather(*jobs)
+        finally:
+            for job in jobs:
+                job.cancel()
+    return results
+
+
+def generate(base_url: str, prompts: Mapping[str, str], sampling: Sampling, store_path: Path,
+             fingerprint: str, *, concurrency: int = 1, retry: Retry | None = None,
+             alive: Callable[[], bool] = lambda: True,
+             on_completion: Callable[[Completion, Progress], None] | None = None,
+             ) -> tuple[dict[str, Completion], Progress]:
+    """Completions for every task of ``prompts`` (task_id -> task prompt), in task order.
+
+    Completions already stored under ``fingerprint`` are reused without a request.
+    """
+    store = CompletionStore(store_path)
+    known = store.load(fingerprint)
+    missing = {t: p for t, p in prompts.items() if t not in known}
+    progress = Progress(total=len(prompts), done=len(prompts) - len(missing),
+                        reused=len(prompts) - len(missing))
+    fresh: dict[str, Completion] = {}
+    if missing:
+        fresh = asyncio.run(_generate(base_url, missing, sampling, store, fingerprint,
+                                      concurrency, retry or Retry(), alive, progress,
+                                      on_completion))
+    merged = {**known, **fresh}
+    return {t: merged[t] for t in prompts}, progress
+
+
+def summarize(completions: Iterable[Completion]) -> dict[str, Any]:
+    """Run-level generation statistics."""
+    items = list(completions)
+    rates = [c.predicted_per_second for c in items if c.predicted_per_second]
+    prompt_rates = [c.prompt_per_second for c in items if c.prompt_per_second]
+    return {
+        "n": len(items),
+        "prompt_tokens": sum(c.prompt_tokens for c in items),
+        "completion_tokens": sum(c.completion_tokens for c in items),
+        "reasoning_tokens": sum(c.reasoning_tokens for c in items),
+        "gen_tokens_per_s": round(sum(rates) / len(rates), 2) if rates else None,
+        "prompt_tokens_per_s": round(sum(prompt_rates) / len(prompt_rates), 2)
+        if prompt_rates else None,
+        "request_wall_s": round(sum(c.wall_s for c in items), 3),
+        "no_answer": [c.task_id for c in items if c.outcome == "no_answer"],
+        "thinking_exhausted": [c.task_id for c in items if c.thinking_exhausted],
+        "truncated": [c.task_id for c in items if c.outcome == "truncated"],
+    }

@@ -1,0 +1,328 @@
+"""pytest glue: options, profile parametrization, fixtures, report hooks.
+
+Thin on purpose: parsing lives in plugin.config, the server in plugin.server, the run in
+plugin.runner, scoring in plugin.references, rendering in plugin.report.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugin import report as html
+from plugin import settings as S
+from plugin.config import Defaults, ModelsConf, Profile, load_models_conf
+from plugin.errors import BenchError, ConfigError, ModelFileMissingError
+from plugin.references import References, load_references
+
+RESULT_PROPERTY = "bench_result"
+
+
+class BenchState:
+    """Run-wide state, registered as a plugin under the name ``bench_state``."""
+
+    def __init__(self, config: pytest.Config, values: dict[str, Any], conf: ModelsConf,
+                 references: References, run_id: str) -> None:
+        self.config = config
+        self.values = values
+        self.conf = conf
+        self.references = references
+        self.run_id = run_id
+        self.results: dict[tuple[str, str], Any] = {}  # (profile, dataset) -> BenchResult
+        self.rows: list[dict[str, Any]] = []  # report rows, collected from test reports
+
+    @property
+    def reports_dir(self) -> Path:
+        path = Path(self.values["reports-dir"])
+        return path if path.is_absolute() else self.config.rootpath / path
+
+    # ------------------------------------------------------------- report hooks
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_table_header(self, cells: list[str]) -> None:
+        html.table_header(cells)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_table_row(self, report: pytest.TestReport,
+                                      cells: list[str]) -> None:
+        html.table_row(_row_of(report), cells)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_summary(self, prefix: list[str], summary: list[str],
+                                    postfix: list[str], session: pytest.Session) -> None:
+        postfix.extend(html.summary_sections(self.rows, self.references))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_report_title(self, report: Any) -> None:
+        report.title = "llama.cpp benchmark report"
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        row = _row_of(report)
+        if row and report.when == "call":
+            self.rows.append(row)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.rows:
+            return
+        terminalreporter.write_sep("=", "benchmark results")
+        for line in html.terminal_lines(self.rows):
+            terminalreporter.write_line(line)
+        self._write_outputs()
+
+    def _write_outputs(self) -> None:
+        self.reports_dir.mkdir(parents=True, exist_ok=True)
+        (self.reports_dir / "REPORT.md").write_text(
+            html.markdown_report(self.rows, self.references), encoding="utf-8")
+        (self.reports_dir / "summary.json").write_text(
+            json.dumps({"run_id": self.run_id, "results": self.rows}, indent=1),
+            encoding="utf-8")
+
+
+def _row_of(report: pytest.TestReport) -> dict[str, Any] | None:
+    for name, value in getattr(report, "user_properties", ()):
+        if name == RESULT_PROPERTY:
+            return json.loads(value) if isinstance(value, str) else dict(value)
+    return None
+
+
+STATE_KEY = pytest.StashKey[BenchState]()
+
+
+def state_of(config: pytest.Config) -> BenchState:
+    return config.stash[STATE_KEY]
+
+
+# ----------------------------------------------------------------- options
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("bench", "llama.cpp benchmark harness (also env BENCH_*, ini bench_*)")
+    for setting in S.SETTINGS:
+        text = f"{setting.help} [env {setting.env}, ini {setting.ini}]"
+        if setting.flag:
+            group.addoption(setting.option, action="store_true", default=None,
+                            dest=setting.dest, help=setting.help)
+            continue
+        group.addoption(setting.option, default=None, dest=setting.dest,
+                        metavar=setting.metavar, choices=setting.choices or None, help=text)
+        parser.addini(setting.ini, help=setting.help, default=None)
+
+
+def _values(config: pytest.Config) -> dict[str, Any]:
+    values = {}
+    for setting in S.SETTINGS:
+        cli = config.getoption(setting.dest)
+        ini = None if setting.flag else config.getini(setting.ini)
+        values[setting.name] = S.resolve(setting, cli, os.environ, ini)
+    return values
+
+
+def _rooted(config: pytest.Config, value: str | None, default: str) -> Path:
+    path = Path(value or default)
+    return path if path.is_absolute() else config.rootpath / path
+
+
+def _load(config: pytest.Config) -> BenchState:
+    try:
+        values = _values(config)
+        defaults = Defaults(models_dir=values["models-dir"], image=values["image"],
+                            cpu_image=values["cpu-image"],
+                            health_timeout=values["health-timeout"],
+                            max_tokens=values["max-tokens"])
+        conf = load_models_conf(_rooted(config, values["config"], "models.conf"), defaults)
+        references = load_references(_rooted(config, values["references"],
+                                             "reference-scores.json"))
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    worker = getattr(config, "workerinput", None)
+    run_id = worker["bench_run_id"] if worker else os.environ.get("BENCH_RUN_ID") or _new_run_id()
+    return BenchState(config, values, conf, references, run_id)
+
+
+def _new_run_id() -> str:
+    import datetime
+    import secrets
+
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if not config.getoption("bench_list"):
+        return None
+    state = _load(config)
+    print(f"bench profiles of {state.conf.path}:")
+    for line in html.profile_table(state.conf.bench_profiles):
+        print(line)
+    return 0
+
+
+def _runs_bench_tests(config: pytest.Config) -> bool:
+    bench_dir = (config.rootpath / "bench_tests").resolve()
+    for arg in config.args:
+        path = Path(arg.split("::")[0])
+        path = (config.invocation_params.dir / path).resolve()
+        if path == bench_dir or bench_dir in path.parents:
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "bench_profiles(*patterns): run this benchmark test "
+                            "only for profiles whose name matches one of the fnmatch patterns")
+    config.addinivalue_line("markers", "bench_dataset(name): the dataset a benchmark test "
+                            "scores (humaneval or mbpp)")
+    state = _load(config)
+    config.stash[STATE_KEY] = state
+    config.pluginmanager.register(state, "bench_state")
+    wants_report = _runs_bench_tests(config) and not config.option.collectonly
+    if wants_report and hasattr(config.option, "htmlpath"):
+        if not config.option.htmlpath:
+            config.option.htmlpath = str(state.reports_dir / "report.html")
+            config.option.self_contained_html = True
+
+
+def pytest_configure_node(node: Any) -> None:  # xdist: share one run id with the workers
+    node.workerinput["bench_run_id"] = state_of(node.config).run_id
+
+
+# ----------------------------------------------------------------- collection
+
+
+def _selected_profiles(metafunc: pytest.Metafunc, conf: ModelsConf) -> list[Profile]:
+    marker = metafunc.definition.get_closest_marker("bench_profiles")
+    profiles = conf.bench_profiles
+    if marker:
+        profiles = [p for p in profiles if any(fnmatch.fnmatch(p.name, pat)
+                                               for pat in marker.args)]
+    return profiles
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "bench_profile" not in metafunc.fixturenames:
+        return
+    profiles = _selected_profiles(metafunc, state_of(metafunc.config).conf)
+    params = [pytest.param(p, id=p.name, marks=pytest.mark.xdist_group(p.name))
+              for p in profiles]
+    metafunc.parametrize("bench_profile", params, scope="session")
+
+
+# ----------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def bench_state(request: pytest.FixtureRequest) -> BenchState:
+    return state_of(request.config)
+
+
+@pytest.fixture(scope="session")
+def llama_server(bench_profile: Profile, bench_state: BenchState) -> Iterator[Any]:
+    """A healthy llama-server for the profile; stopped and removed afterwards, always."""
+    from plugin.server import docker_client, llama_server
+
+    log_path = bench_state.reports_dir / bench_profile.name / "server.log"
+    try:
+        client = None
+        if not bench_profile.base_url:
+            client = docker_client(bench_profile.docker_host or bench_state.values["docker-host"])
+        with llama_server(bench_profile, log_path=log_path, run_id=bench_state.run_id,
+                          client=client) as handle:
+            yield handle
+    except ModelFileMissingError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def bench_datasets(bench_state: BenchState) -> Callable[[str], Any]:
+    from plugin.datasets import load_dataset
+
+    cache: dict[str, Any] = {}
+    extra = bench_state.values["datasets-dir"]
+
+    def get(name: str) -> Any:
+        if name not in cache:
+            cache[name] = load_dataset(name, search_dirs=[Path(extra)] if extra else [])
+        return cache[name]
+
+    return get
+
+
+def _dataset_of(request: pytest.FixtureRequest) -> str:
+    marker = request.node.get_closest_marker("bench_dataset")
+    if marker is None or not marker.args:
+        raise pytest.UsageError(f"{request.node.nodeid} uses bench_result without "
+                                "@pytest.mark.bench_dataset('humaneval'|'mbpp')")
+    return str(marker.args[0])
+
+
+@pytest.fixture
+def bench_result(bench_profile: Profile, llama_server: Any, bench_state: BenchState,
+                 bench_datasets: Callable[[str], Any], request: pytest.FixtureRequest,
+                 record_property: Callable[[str, object], None]) -> Any:
+    """The profile's BenchResult on the test's dataset, computed once per session.
+
+    It runs in the fixture (setup phase), so an infrastructure failure - a dead server, a
+    broken sandbox - makes the test an error, while a low score makes it a failure.
+    """
+    from plugin.runner import RunOptions, run_benchmark
+
+    dataset = _dataset_of(request)
+    key = (bench_profile.name, dataset)
+    if key not in bench_state.results:
+        options = RunOptions(
+            sandbox=bench_state.values["sandbox"],
+            sandbox_image=bench_state.values["sandbox-image"],
+            limit=bench_state.values["limit"],
+            concurrency=bench_state.values["concurrency"],
+            on_completion=_progress_printer(request.config, bench_profile.name))
+        out_dir = bench_state.reports_dir / bench_profile.name / dataset
+        try:
+            bench_state.results[key] = run_benchmark(
+                bench_profile, llama_server, bench_datasets(dataset), out_dir, options)
+        except BenchError as exc:
+            raise BenchInfraError(
+                f"{exc}\n--- server log tail ({llama_server.log_path}) ---\n"
+                f"{llama_server.log_tail(30)}") from exc
+    result = bench_state.results[key]
+    reference = bench_reference_for(bench_state, bench_profile, dataset)
+    record_property(RESULT_PROPERTY, json.dumps(html.result_row(result, reference)))
+    return result
+
+
+def bench_reference_for(state: BenchState, profile: Profile, dataset: str) -> Any:
+    return state.references.for_profile(profile.name, dataset, state.values["tolerance"])
+
+
+@pytest.fixture
+def bench_reference(bench_profile: Profile, bench_state: BenchState,
+                    request: pytest.FixtureRequest) -> Any:
+    """The Reference (score, tolerance, provenance) of the profile on the test's dataset."""
+    return bench_reference_for(bench_state, bench_profile, _dataset_of(request))
+
+
+class BenchInfraError(Exception):
+    """Infrastructure failure during a run (server gone, sandbox failed): a test error."""
+
+
+def _progress_printer(config: pytest.Config, profile: str) -> Callable[[Any, Any], None] | None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or hasattr(config, "workerinput") or config.option.verbose < 0:
+        return None
+
+    def show(_completion: Any, progress: Any) -> None:
+        step = max(1, progress.total // 10)
+        if progress.done % step and progress.done != progress.total:
+            return
+        eta = f"{progress.eta_s:.0f}s" if progress.eta_s is not None else "-"
+        reporter.write_line(f"  [{profile}] generated {progress.done}/{progress.total}, "
+                            f"{progress.tokens_per_s:.1f} tok/s, ETA {eta}")
+
+    return show

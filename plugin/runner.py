@@ -1,0 +1,176 @@
+"""One benchmark run of one profile on one dataset: generate, extract, evaluate, score.
+
+No pytest here: the plugin calls :func:`run_benchmark` with a server handle and turns the
+:class:`BenchResult` into an assertion and report rows; a notebook can do the same.
+
+Files written under ``out_dir`` (all as they are produced):
+    completions.jsonl   raw answers (content, reasoning_content, finish_reason, timings),
+                        tagged with the fingerprint; reused by later runs
+    samples.jsonl       EvalPlus samples format: task_id + extracted solution
+    verdicts.jsonl      per-task verdicts from the sandbox, streamed
+    eval_results.json   EvalPlus-compatible results
+    summary.json        the BenchResult below
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from plugin.config import Profile
+from plugin.datasets import Dataset
+from plugin.evaluation import EvalResult, TaskVerdict, evaluate_samples
+from plugin.extract import extract_code
+from plugin.fingerprint import fingerprint, model_identity, text_sha256
+from plugin.generate import PROMPT_TEMPLATE_ID, Completion, Progress, Sampling, generate, summarize
+from plugin.server import ServerHandle
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    sandbox: str = "docker"
+    sandbox_image: str = "local/bench-sandbox:latest"
+    limit: int | None = None
+    concurrency: int | None = None
+    eval_workers: int | None = None
+    on_completion: Callable[[Completion, Progress], None] | None = None
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    profile: str
+    display_name: str
+    quant: str
+    dataset: str
+    dataset_version: str
+    dataset_sha256: str
+    n_tasks: int
+    partial: bool
+    base_passed: int
+    plus_passed: int
+    base_pass_at_1: float  # percent
+    plus_pass_at_1: float  # percent
+    no_answer: list[str]
+    thinking_exhausted: list[str]
+    truncated: list[str]
+    unjudged: list[str]
+    generation: Mapping[str, Any]
+    requests_sent: int
+    gen_wall_s: float
+    eval_wall_s: float
+    load_time_s: float
+    build_info: str
+    fingerprint: str
+    out_dir: str
+    verdicts: Mapping[str, Mapping[str, str]] = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sampling_for(profile: Profile) -> Sampling:
+    return Sampling(max_tokens=profile.max_tokens, thinking=profile.thinking,
+                    reasoning_effort=profile.reasoning_effort)
+
+
+def run_fingerprint(profile: Profile, server: ServerHandle, dataset: Dataset,
+                    sampling: Sampling) -> str:
+    props = server.props or {}
+    fields = {
+        "model": model_identity(profile.model_path) if profile.model_path.exists() else None,
+        "build_info": props.get("build_info"),
+        "chat_template_sha256": text_sha256(str(props.get("chat_template") or "")),
+        "server": {"image_id": server.image_id, "ctx": profile.ctx_size,
+                   "ngl": profile.n_gpu_layers, "fit": profile.fit,
+                   "extra_args": list(profile.extra_args), "base_url": profile.base_url},
+        "sampling": asdict(sampling),
+        "prompt_template": PROMPT_TEMPLATE_ID,
+        "dataset_sha256": dataset.sha256,
+    }
+    return fingerprint(fields)
+
+
+def _subset(dataset: Dataset, limit: int | None) -> Dataset:
+    if not limit or limit >= len(dataset.tasks):
+        return dataset
+    ids = list(dataset.tasks)[:limit]
+    return replace(dataset, tasks={t: dataset.tasks[t] for t in ids})
+
+
+def _write_samples(path: Path, solutions: Mapping[str, str]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for task_id, solution in solutions.items():
+            fh.write(json.dumps({"task_id": task_id, "solution": solution}) + "\n")
+    os.replace(tmp, path)
+
+
+def _count(verdicts: Mapping[str, TaskVerdict], key: str) -> int:
+    return sum(1 for v in verdicts.values() if getattr(v, key) == "pass")
+
+
+def run_benchmark(profile: Profile, server: ServerHandle, dataset: Dataset, out_dir: Path,
+                  options: RunOptions | None = None) -> BenchResult:
+    """Generate, extract, evaluate in the sandbox, and score one profile on one dataset."""
+    options = options or RunOptions()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = _subset(dataset, options.limit)
+    sampling = sampling_for(profile)
+    fp = run_fingerprint(profile, server, data, sampling)
+
+    started = time.monotonic()
+    prompts = {t: task.prompt for t, task in data.tasks.items()}
+    completions, progress = generate(
+        server.base_url, prompts, sampling, out_dir / "completions.jsonl", fp,
+        concurrency=options.concurrency or profile.slots, alive=server.is_alive,
+        on_completion=options.on_completion)
+    gen_wall = time.monotonic() - started
+
+    solutions = {t: extract_code(c.content, data.tasks[t].entry_point) if c.content else ""
+                 for t, c in completions.items()}
+    _write_samples(out_dir / "samples.jsonl", solutions)
+    evaluation = evaluate_samples(data, solutions, out_dir / "eval", sandbox=options.sandbox,
+                                  image=options.sandbox_image, workers=options.eval_workers)
+    result = _result(profile, server, data, dataset, fp, completions, progress, evaluation,
+                     gen_wall, out_dir)
+    (out_dir / "summary.json").write_text(json.dumps(result.to_json(), indent=1),
+                                          encoding="utf-8")
+    return result
+
+
+def _result(profile: Profile, server: ServerHandle, data: Dataset, full: Dataset, fp: str,
+            completions: Mapping[str, Completion], progress: Progress,
+            evaluation: EvalResult, gen_wall: float, out_dir: Path) -> BenchResult:
+    stats = summarize(completions.values())
+    verdicts = evaluation.verdicts
+    n = len(data.tasks)
+    base, plus = _count(verdicts, "base_status"), _count(verdicts, "plus_status")
+    return BenchResult(
+        profile=profile.name, display_name=profile.display_name, quant=profile.quant,
+        dataset=data.name, dataset_version=data.version, dataset_sha256=data.sha256,
+        n_tasks=n, partial=n < len(full.tasks),
+        base_passed=base, plus_passed=plus,
+        base_pass_at_1=round(100.0 * base / n, 2) if n else 0.0,
+        plus_pass_at_1=round(100.0 * plus / n, 2) if n else 0.0,
+        no_answer=stats.pop("no_answer"), thinking_exhausted=stats.pop("thinking_exhausted"),
+        truncated=stats.pop("truncated"),
+        unjudged=[t for t in data.tasks if t not in verdicts
+                  or verdicts[t].plus_status not in ("pass", "fail", "timeout")],
+        generation=stats, requests_sent=progress.total - progress.reused,
+        gen_wall_s=round(gen_wall, 3), eval_wall_s=round(evaluation.wall_s, 3),
+        load_time_s=round(server.load_time_s, 3),
+        build_info=str((server.props or {}).get("build_info") or ""),
+        fingerprint=fp, out_dir=str(out_dir),
+        verdicts={t: {"base": v.base_status, "plus": v.plus_status}
+                  for t, v in verdicts.items()},
+    )
+
+
+def machine() -> str:
+    return f"{platform.node()} {platform.machine()} {os.cpu_count()} cores"

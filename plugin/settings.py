@@ -1,0 +1,120 @@
+"""The harness's settings: one table for command line, environment and ini file.
+
+Each setting is a ``--bench-*`` option, an environment variable ``BENCH_*`` and an ini key
+``bench_*`` with one shared help text. Resolution order: command line, environment, ini,
+default (as pytest-timeout does). This module imports no pytest: the plugin registers the
+table, the CLI can read it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from plugin.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # e.g. "health-timeout" -> --bench-health-timeout, BENCH_HEALTH_TIMEOUT
+    help: str
+    default: Any = None
+    kind: Callable[[str], Any] = str
+    flag: bool = False  # a store_true option (command line only)
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+
+    @property
+    def option(self) -> str:
+        return f"--bench-{self.name}"
+
+    @property
+    def dest(self) -> str:
+        return f"bench_{self.name.replace('-', '_')}"
+
+    @property
+    def env(self) -> str:
+        return f"BENCH_{self.name.replace('-', '_').upper()}"
+
+    @property
+    def ini(self) -> str:
+        return self.dest
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be > 0")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be >= 0")
+    return value
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("config", "models.conf to read profiles from (default: models.conf in the rootdir)",
+            metavar="PATH"),
+    Setting("list", "list the bench profiles of models.conf and exit", flag=True),
+    Setting("models-dir", "directory with the GGUF files; replaces MODELS_DIR of [DEFAULT] "
+            "(profiles that set their own MODELS_DIR keep it)", metavar="DIR"),
+    Setting("image", "llama-server image for GPU profiles (replaces IMAGE of [DEFAULT])",
+            metavar="IMAGE"),
+    Setting("cpu-image", "llama-server image for CPU-only profiles (replaces CPU_IMAGE)",
+            metavar="IMAGE"),
+    Setting("health-timeout", "seconds to wait for llama-server /health (default 600, or "
+            "HEALTH_TIMEOUT of the profile)", kind=_positive_float, metavar="SECONDS"),
+    Setting("max-tokens", "max_tokens per request, for every profile (default: MAX_TOKENS "
+            "of the profile, 768)", kind=int, metavar="N"),
+    Setting("reports-dir", "where samples, verdicts, logs and reports go", default="reports",
+            metavar="DIR"),
+    Setting("datasets-dir", "directory holding the EvalPlus release files "
+            "(HumanEvalPlus-v0.1.10.jsonl.gz ...); searched before the download cache",
+            metavar="DIR"),
+    Setting("references", "reference scores JSON (default: reference-scores.json in the "
+            "rootdir)", metavar="PATH"),
+    Setting("tolerance", "default tolerance in percentage points below the reference pass@1",
+            default=5.0, kind=float, metavar="PP"),
+    Setting("sandbox", "where generated code runs: docker (sandbox container) or local "
+            "(a subprocess on this machine: NOT a sandbox)", default="docker",
+            choices=("docker", "local")),
+    Setting("sandbox-image", "image of the evaluation sandbox",
+            default="local/bench-sandbox:latest", metavar="IMAGE"),
+    Setting("limit", "only the first N tasks of each dataset (development; the gate is "
+            "not applied to partial runs)", kind=_non_negative_int, metavar="N"),
+    Setting("concurrency", "requests in flight per server (default: the profile's -np slots)",
+            kind=int, metavar="N"),
+    Setting("docker-host", "Docker engine for all profiles (unix://, tcp://, ssh://); "
+            "default: DOCKER_HOST or the local socket", metavar="URL"),
+)
+
+BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+def resolve(setting: Setting, cli_value: Any, environ: Mapping[str, str],
+            ini_value: Any) -> Any:
+    """Command line, then environment, then ini, then the default; converted by kind."""
+    for origin, raw in ((setting.option, cli_value), (setting.env, environ.get(setting.env)),
+                        (f"ini key {setting.ini}", ini_value)):
+        if raw is None or raw == "" or raw == []:
+            continue
+        if setting.flag:
+            return bool(raw) if not isinstance(raw, str) else raw.lower() in ("1", "true", "yes")
+        return _convert(setting, raw, origin)
+    return setting.default
+
+
+def _convert(setting: Setting, raw: Any, origin: str) -> Any:
+    try:
+        value = setting.kind(raw) if isinstance(raw, str) else raw
+    except ValueError as exc:
+        raise ConfigError(f"{origin}={raw!r} is invalid: {exc}",
+                          fix=f"{setting.option}: {setting.help}") from None
+    if setting.choices and value not in setting.choices:
+        raise ConfigError(f"{origin}={raw!r} is not one of {', '.join(setting.choices)}",
+                          fix=f"{setting.option}: {setting.help}")
+    return value
