@@ -18,7 +18,7 @@ import pytest
 from plugin import report as html
 from plugin import settings as S
 from plugin.config import Defaults, ModelsConf, Profile, load_models_conf
-from plugin.errors import BenchError, ConfigError, ModelFileMissingError
+from plugin.errors import BenchError, ConfigError
 from plugin.references import References, load_references
 
 RESULT_PROPERTY = "bench_result"
@@ -225,19 +225,27 @@ def bench_state(request: pytest.FixtureRequest) -> BenchState:
 
 @pytest.fixture(scope="session")
 def llama_server(bench_profile: Profile, bench_state: BenchState) -> Iterator[Any]:
-    """A healthy llama-server for the profile; stopped and removed afterwards, always."""
+    """A healthy llama-server for the profile; stopped and removed afterwards, always.
+
+    A missing model file skips the profile's tests (with the fix in the reason); a server
+    that does not get healthy errors them, with the tail of its log.
+    """
+    if not bench_profile.base_url and not bench_profile.model_path.exists():
+        pytest.skip(missing_model_reason(bench_profile))
     from plugin.server import docker_client, llama_server
 
     log_path = bench_state.reports_dir / bench_profile.name / "server.log"
-    try:
-        client = None
-        if not bench_profile.base_url:
-            client = docker_client(bench_profile.docker_host or bench_state.values["docker-host"])
-        with llama_server(bench_profile, log_path=log_path, run_id=bench_state.run_id,
-                          client=client) as handle:
-            yield handle
-    except ModelFileMissingError as exc:
-        pytest.skip(str(exc))
+    client = None
+    if not bench_profile.base_url:
+        client = docker_client(bench_profile.docker_host or bench_state.values["docker-host"])
+    with llama_server(bench_profile, log_path=log_path, run_id=bench_state.run_id,
+                      client=client) as handle:
+        yield handle
+
+
+def missing_model_reason(profile: Profile) -> str:
+    return (f"model file not found: {profile.model_path} (set --bench-models-dir / "
+            f"BENCH_MODELS_DIR, or edit MODEL at {profile.where('MODEL')})")
 
 
 @pytest.fixture(scope="session")

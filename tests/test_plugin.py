@@ -1,0 +1,144 @@
+"""The pytest plugin, driven through pytester: options, listing, ids, errors, skips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from plugin import settings as S
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytest_plugins = ["pytester"]
+
+CONF = """\
+[DEFAULT]
+MODELS_DIR=models
+CPU_IMAGE=local/llama.cpp:server
+
+[bench-alpha-q4]
+NAME=Alpha Q4
+MODEL=alpha-Q4_K_M.gguf
+CTX_SIZE=2048
+N_GPU_LAYERS=0
+
+[bench-beta]
+NAME=Beta
+MODEL=beta.gguf
+CTX_SIZE=2048
+N_GPU_LAYERS=0
+
+[production-only]
+NAME=Not a benchmark
+MODEL=prod.gguf
+CTX_SIZE=2048
+"""
+
+BENCH_TEST = """\
+import pytest
+pytestmark = pytest.mark.bench_dataset("humaneval")
+
+def test_profile_name(bench_profile):
+    assert bench_profile.name.startswith("bench-")
+
+def test_needs_server(llama_server):
+    pass
+"""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")
+    pytester.makeconftest('pytest_plugins = ["plugin.pytest_plugin"]\n')
+    (pytester.path / "models.conf").write_text(CONF, encoding="utf-8")
+    (pytester.path / "reference-scores.json").write_text(
+        json.dumps({"metadata": {}, "models": {}, "profiles": {}}), encoding="utf-8")
+    bench = pytester.mkdir("bench_tests")
+    (bench / "test_bench.py").write_text(BENCH_TEST, encoding="utf-8")
+    return pytester
+
+
+def test_help_lists_every_bench_option(project):
+    result = project.runpytest("--help")
+    lines = [f"*{s.option}*" for s in S.SETTINGS]
+    result.stdout.fnmatch_lines(["*llama.cpp benchmark harness*", *lines])
+    result.stdout.fnmatch_lines(["*[env BENCH_HEALTH_TIMEOUT, ini bench_health_timeout]*"])
+
+
+def test_bench_list_shows_bench_profiles_only(project):
+    result = project.runpytest("bench_tests", "--bench-list")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["profile*ctx*gpus*image*exists*model*",
+                                 "bench-alpha-q4*2048*cpu*local/llama.cpp:server*MISSING*",
+                                 "bench-beta*"])
+    assert "production-only" not in result.stdout.str()
+
+
+def test_ids_are_profile_names_and_k_selects(project):
+    result = project.runpytest("bench_tests", "-k", "q4 and profile_name", "--collect-only",
+                               "-q")
+    result.stdout.fnmatch_lines(["bench_tests/test_bench.py::test_profile_name[bench-alpha-q4]",
+                                 "1/4 tests collected (3 deselected)*"])
+
+
+def test_missing_model_skips_with_the_fix(project):
+    result = project.runpytest("bench_tests", "-k", "needs_server and beta", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*model file not found*beta.gguf*BENCH_MODELS_DIR*"
+                                 "models.conf:13*"])
+
+
+def test_malformed_conf_is_a_usage_error_with_file_line(project):
+    (project.path / "models.conf").write_text(CONF + "\n[bench-gamma]\nNAME=G\n",
+                                              encoding="utf-8")
+    result = project.runpytest("bench_tests", "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*models.conf:22: profile [bench-gamma]: has no MODEL*",
+                                 "*fix: add MODEL=*"])
+
+
+def test_bad_option_value_names_the_flag(project):
+    result = project.runpytest("bench_tests", "--bench-health-timeout=soon", "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--bench-health-timeout='soon' is invalid*"])
+
+
+def test_option_resolution_cli_then_env_then_ini(project, monkeypatch):
+    project.makeini("[pytest]\nbench_max_tokens = 111\nbench_cpu_image = from/ini\n")
+    project.makepyfile(test_probe="""
+        def test_probe(bench_state):
+            p = bench_state.conf.profiles["bench-beta"]
+            print("RESOLVED", p.max_tokens, p.image)
+    """)
+    monkeypatch.setenv("BENCH_CPU_IMAGE", "from/env")
+    result = project.runpytest("test_probe.py", "-s", "--bench-max-tokens=222")
+    result.stdout.fnmatch_lines(["*RESOLVED 222 from/env*"])
+    monkeypatch.delenv("BENCH_CPU_IMAGE")
+    result = project.runpytest("test_probe.py", "-s")
+    result.stdout.fnmatch_lines(["*RESOLVED 111 from/ini*"])
+
+
+def test_project_bench_list_names_all_bench_profiles():
+    """The project's own models.conf, as the README shows it."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "pytest", "bench_tests", "--bench-list"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    listed = {line.split()[0] for line in out.splitlines()[2:] if line.strip()}
+    assert listed == {"bench-glm-flash-q4", "bench-glm-flash", "bench-gpt-oss-120b",
+                      "bench-qwen3-coder-q5", "bench-qwen3-coder", "bench-qwen3-coder-q6k",
+                      "bench-smoke", "bench-canary", "bench-canary-think"}
+
+
+def test_project_k_qwen3_collects_the_three_qwen3_profiles():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "pytest", "bench_tests", "-k", "qwen3",
+                          "--collect-only", "-q"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    ids = sorted(line.split("[")[1].rstrip("]") for line in out.splitlines() if "::" in line)
+    assert ids == ["bench-qwen3-coder", "bench-qwen3-coder-q5", "bench-qwen3-coder-q6k"]
