@@ -95,7 +95,7 @@ def test_malformed_conf_is_a_usage_error_with_file_line(project):
                                               encoding="utf-8")
     result = project.runpytest("bench_tests", "--collect-only")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*models.conf:22: profile [bench-gamma]: has no MODEL*",
+    result.stderr.fnmatch_lines(["*models.conf:22: profile ?bench-gamma?: has no MODEL*",
                                  "*fix: add MODEL=*"])
 
 
