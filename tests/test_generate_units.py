@@ -1,0 +1,88 @@
+"""Generation pieces that need no server: request body, answer classification, store."""
+
+from __future__ import annotations
+
+import json
+
+from plugin.generate import Completion, CompletionStore, Sampling, summarize, user_message
+from plugin.references import Reference, gate
+
+
+def _completion(task: str = "T/0", content: str = "x", finish: str = "stop",
+                reasoning: str = "") -> Completion:
+    return Completion.from_response(task, "fp", {
+        "choices": [{"message": {"content": content, "reasoning_content": reasoning},
+                     "finish_reason": finish}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5},
+        "timings": {"predicted_per_second": 50.0, "prompt_per_second": 500.0},
+    }, wall_s=0.1, attempts=1)
+
+
+def test_prompt_is_evalplus_openai_backend_byte_for_byte():
+    prompt = "\ndef f(x):\n    \"\"\"doc\"\"\"\n\n"
+    assert user_message(prompt) == (
+        "Please provide a self-contained Python script that solves the following problem "
+        "in a markdown code block:\n```python\ndef f(x):\n    \"\"\"doc\"\"\"\n```")
+    body = Sampling().body(prompt)
+    assert body["messages"][0] == {"role": "system",
+                                   "content": "You are a helpful assistant good at coding."}
+    assert body["messages"][1]["content"] == user_message(prompt)
+
+
+def test_every_sampling_parameter_is_sent():
+    body = Sampling(max_tokens=512).body("p")
+    for key, value in {"temperature": 0.0, "top_k": 1, "top_p": 0.95, "min_p": 0.0,
+                       "repeat_penalty": 1.0, "seed": 1234, "cache_prompt": False,
+                       "max_tokens": 512, "n": 1}.items():
+        assert body[key] == value, key
+    assert "chat_template_kwargs" not in body
+    assert Sampling(thinking="off").body("p")["chat_template_kwargs"] == {
+        "enable_thinking": False}
+    assert Sampling(reasoning_effort="high").body("p")["reasoning_effort"] == "high"
+
+
+def test_classification_of_answers():
+    assert _completion().outcome == "ok"
+    assert _completion(finish="length").outcome == "truncated"
+    empty = _completion(content="", finish="length", reasoning="let me think")
+    assert empty.outcome == "no_answer"
+    assert empty.thinking_exhausted
+    assert not _completion(content="", finish="stop").thinking_exhausted
+    none_content = Completion.from_response("T/1", "fp", {"choices": [
+        {"message": {"content": None}, "finish_reason": "stop"}]}, 0.0, 1)
+    assert none_content.outcome == "no_answer"
+
+
+def test_summary_lists_problem_tasks():
+    stats = summarize([_completion("T/0"), _completion("T/1", finish="length"),
+                       _completion("T/2", content="", finish="length", reasoning="hm")])
+    assert stats["no_answer"] == ["T/2"]
+    assert stats["thinking_exhausted"] == ["T/2"]
+    assert stats["truncated"] == ["T/1"]
+    assert stats["completion_tokens"] == 15
+    assert stats["gen_tokens_per_s"] == 50.0
+
+
+def test_store_keeps_fingerprints_apart_and_survives_a_torn_line(tmp_path):
+    store = CompletionStore(tmp_path / "c.jsonl")
+    store.append(_completion("T/0"))
+    with (tmp_path / "c.jsonl").open("a") as fh:
+        fh.write('{"task_id": "T/1", "fingerp')  # a kill in the middle of a write
+    assert set(store.load("fp")) == {"T/0"}
+    assert store.load("other") == {}
+    line = json.loads((tmp_path / "c.jsonl").read_text().splitlines()[0])
+    assert line["fingerprint"] == "fp"
+
+
+def _ref(value: float | None, tol: float = 2.0) -> Reference:
+    return Reference("bench-x", "humaneval", value, None, tol, "test")
+
+
+def test_gate_outcomes():
+    assert gate(80.0, _ref(81.0)).status == "pass"
+    fail = gate(78.0, _ref(81.0))
+    assert fail.status == "fail"
+    assert "below reference 81.00% - tolerance 2.00 pp = 79.00%" in fail.message
+    assert gate(79.0, _ref(81.0)).status == "pass"  # exactly at the floor
+    assert gate(50.0, _ref(None)).status == "no_reference"
+    assert gate(0.0, _ref(81.0), partial=True).status == "partial"
