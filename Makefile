@@ -1,0 +1,46 @@
+# Entry points; scripts/setup.sh does the real work and is safe to run repeatedly.
+#   make test                        set up, then run the harness's own tests
+#   make bench PYTEST_ARGS='-x'      set up, then run the canary and smoke benchmarks
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV_PY := .venv/bin/python
+PYTEST_ARGS ?=
+FORCE ?=
+
+.PHONY: help setup images smoke-model test bench lint clean-containers
+
+help:
+	@echo "make setup             install/start Docker, .venv, images, smoke models (idempotent)"
+	@echo "make images [FORCE=1]  build the llama-server and sandbox images from Debian packages"
+	@echo "make smoke-model       write the tiny GGUF models to build/models"
+	@echo "make test              setup, then pytest tests \$$(PYTEST_ARGS)"
+	@echo "make bench             setup, then pytest bench_tests -k 'canary or smoke' \$$(PYTEST_ARGS)"
+	@echo "make lint              ruff check . and mypy"
+	@echo "make clean-containers  remove containers labelled bench.harness"
+
+setup:
+	bash scripts/setup.sh
+
+images:
+	bash docker/llama-server/build-debian.sh $(if $(FORCE),--force)
+	if [[ -f docker/sandbox/build-debian.sh ]]; then \
+		bash docker/sandbox/build-debian.sh $(if $(FORCE),--force); fi
+
+smoke-model:
+	$(VENV_PY) scripts/make_smoke_model.py $(if $(FORCE),--force)
+
+test: setup
+	$(VENV_PY) -m pytest tests $(PYTEST_ARGS)
+
+bench: setup
+	$(VENV_PY) -m pytest bench_tests -k "canary or smoke" $(PYTEST_ARGS)
+
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/mypy
+
+clean-containers:
+	ids="$$(docker ps -aq --filter label=bench.harness)"; \
+	if [[ -n "$$ids" ]]; then docker rm -f $$ids; else echo "no bench.harness containers"; fi
