@@ -51,8 +51,7 @@ detect_mirror() {
                 http://*/debian|https://*/debian|http://*/debian/|https://*/debian/)
                     printf '%s\n' "${uri%/}"; return 0 ;;
             esac
-        done < <(awk -F': *' 'tolower($1) == "uris" { for (i = 2; i <= NF; i++) print $i }' "$f" \
-                 | tr ' ' '\n' | sed '/^$/d')
+        done < <(awk 'tolower($1) == "uris:" { for (i = 2; i <= NF; i++) print $i }' "$f")
     done
     for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
         [[ -r "$f" ]] || continue
