@@ -34,6 +34,10 @@ class ServerStartError(BenchError):
     """llama-server did not become healthy (timeout or crash); message has the log tail."""
 
 
+class ImageMissingError(ServerStartError):
+    """The llama-server image is not on the Docker engine (no implicit pull)."""
+
+
 class ServerDiedError(BenchError):
     """llama-server went away during a run: an infrastructure error, never a model failure."""
 
