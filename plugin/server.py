@@ -1,0 +1,730 @@
+"""llama-server in a Docker container: spec, start, wait for /health, always tear down.
+
+No pytest here: the plugin's fixture is a thin ``with llama_server(...) as handle: yield``.
+
+* :func:`build_container_spec` turns a :class:`~plugin.config.Profile` into everything
+  ``containers.run`` needs (pure, unit-tested for every profile of models.conf).
+* :func:`llama_server` starts the container, streams its log to a file, polls ``/health``
+  until 200 and yields a :class:`ServerHandle`; the container is removed afterwards, on
+  errors and Ctrl-C too. Profiles with ``BASE_URL`` get a handle for the running server.
+* Every container carries ``bench.*`` labels (owner pid and host), is registered for
+  removal at exit and on SIGTERM (:func:`cleanup_all`), and
+  :func:`reap_stale_containers` removes those whose owner died without cleaning up
+  (pytest-timeout's ``thread`` method kills the process; no ``finally`` runs then).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import signal
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from types import FrameType
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import httpx
+from docker.client import DockerClient  # submodule: ./docker/ shadows the SDK for mypy
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import DeviceRequest, Mount
+
+from plugin.config import Profile
+from plugin.errors import (
+    DockerUnavailableError,
+    ImageMissingError,
+    ModelFileMissingError,
+    ServerStartError,
+)
+
+LABEL_HARNESS = "bench.harness"
+HARNESS_NAME = "llama-bench"
+LABEL_RUN_ID = "bench.run_id"
+LABEL_PROFILE = "bench.profile"
+LABEL_OWNER_PID = "bench.owner_pid"
+LABEL_OWNER_HOST = "bench.owner_host"
+LABEL_ROLE = "bench.role"
+ROLE_SERVER = "server"
+
+CONTAINER_PORT = 8080
+MODELS_MOUNT = "/models"
+STOP_TIMEOUT_S = 5
+LOG_TAIL_LINES = 40
+_TAIL_BYTES = 256 * 1024
+_SHARD_RE = re.compile(r"^(?P<stem>.*)-(?P<index>\d{5})-of-(?P<total>\d{5})\.gguf$")
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_REMOTE_SCHEMES = ("tcp", "ssh", "http", "https")
+
+
+# --------------------------------------------------------------------------- Docker client
+
+
+def docker_client(host: str | None = None, *, timeout: int = 60) -> DockerClient:
+    """A client for ``host`` (``unix://``, ``tcp://``, ``ssh://``) or DOCKER_HOST / default.
+
+    Raises DockerUnavailableError naming the engine and how to make it reachable.
+    """
+    try:
+        if host:
+            client = DockerClient(base_url=host, timeout=timeout,
+                                  use_ssh_client=host.startswith("ssh://"))
+        else:
+            client = DockerClient.from_env(timeout=timeout)
+        client.ping()
+    except (DockerException, OSError) as exc:
+        where = host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock (default)"
+        raise DockerUnavailableError(
+            f"cannot reach the Docker engine at {where}: {exc}\n"
+            "  fix: start the daemon (systemctl start docker, or "
+            "nohup dockerd >/var/log/dockerd.log 2>&1 &), or point DOCKER_HOST / "
+            "--bench-docker-host / DOCKER_HOST= in models.conf at a reachable engine"
+        ) from None
+    return client
+
+
+# --------------------------------------------------------------------------- container spec
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything passed to ``containers.run`` for one llama-server container."""
+
+    image: str
+    command: tuple[str, ...]
+    device_requests: tuple[DeviceRequest, ...]
+    mounts: tuple[Mount, ...]
+    environment: Mapping[str, str]
+    ports: Mapping[str, tuple[str, int | None]]
+    labels: Mapping[str, str]
+    name: str
+
+    def run_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``client.containers.run`` (or ``.create``)."""
+        return {
+            "image": self.image,
+            "command": list(self.command),
+            "device_requests": list(self.device_requests) or None,
+            "mounts": list(self.mounts),
+            "environment": dict(self.environment),
+            "ports": dict(self.ports),
+            "labels": dict(self.labels),
+            "name": self.name,
+            "detach": True,
+        }
+
+
+def harness_labels(*, run_id: str, role: str, profile: str | None = None) -> dict[str, str]:
+    """Labels that let :func:`reap_stale_containers` find a container whose owner died."""
+    labels = {
+        LABEL_HARNESS: HARNESS_NAME,
+        LABEL_RUN_ID: run_id,
+        LABEL_OWNER_PID: str(os.getpid()),
+        LABEL_OWNER_HOST: socket.gethostname(),
+        LABEL_ROLE: role,
+    }
+    if profile is not None:
+        labels[LABEL_PROFILE] = profile
+    return labels
+
+
+def container_name(profile: Profile, run_id: str) -> str:
+    return f"{HARNESS_NAME}-{profile.name}-{_NAME_UNSAFE.sub('_', run_id[:8])}"
+
+
+def build_container_spec(profile: Profile, *, run_id: str,
+                         container_port: int = CONTAINER_PORT) -> ContainerSpec:
+    """The container for ``profile``: model folder read-only at /models, port on loopback."""
+    mount_source, model_in_container = model_mount(profile)
+    publish_on = "0.0.0.0" if remote_hostname(profile.docker_host) else "127.0.0.1"
+    return ContainerSpec(
+        image=profile.image,
+        command=server_command(profile, model_in_container, container_port),
+        device_requests=device_requests(profile.gpus),
+        mounts=(Mount(target=MODELS_MOUNT, source=str(mount_source), type="bind",
+                      read_only=True),),
+        environment={},
+        ports={f"{container_port}/tcp": (publish_on, None)},
+        labels=harness_labels(run_id=run_id, role=ROLE_SERVER, profile=profile.name),
+        name=container_name(profile, run_id),
+    )
+
+
+def model_mount(profile: Profile) -> tuple[Path, PurePosixPath]:
+    """(host folder mounted at /models, model path inside the container).
+
+    MODELS_DIR is mounted, so MODEL's subpath works and split shards next to the first
+    one are visible. A MODEL that is absolute or leaves MODELS_DIR (``..``) mounts its own
+    folder instead.
+    """
+    model = PurePosixPath(profile.model)
+    if not model.is_absolute() and ".." not in model.parts:
+        return _normalized(profile.models_dir), PurePosixPath(MODELS_MOUNT, model)
+    path = _normalized(profile.model_path)
+    return path.parent, PurePosixPath(MODELS_MOUNT, path.name)
+
+
+def _normalized(path: Path) -> Path:
+    """Absolute, without ``..`` (symlinks kept: the user's path is what Docker mounts)."""
+    return Path(os.path.normpath(path.absolute()))
+
+
+def server_command(profile: Profile, model: PurePosixPath,
+                   container_port: int = CONTAINER_PORT) -> tuple[str, ...]:
+    args = ["-m", str(model), "-c", str(profile.ctx_size), "-ngl", profile.n_gpu_layers]
+    if profile.fit:
+        args += ["-fit", profile.fit]
+    args += ["--host", "0.0.0.0", "--port", str(container_port)]
+    return (*args, *profile.extra_args)
+
+
+def device_requests(gpus: tuple[str, ...]) -> tuple[DeviceRequest, ...]:
+    """GPUS=all -> every GPU; ids -> those GPUs; none -> no request (CPU)."""
+    if not gpus:
+        return ()
+    if gpus == ("all",):
+        return (DeviceRequest(count=-1, capabilities=[["gpu"]]),)
+    return (DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]]),)
+
+
+def remote_hostname(docker_host: str | None) -> str | None:
+    """Host name of a tcp:// or ssh:// engine (where published ports live), else None."""
+    if not docker_host:
+        return None
+    parts = urlsplit(docker_host)
+    return parts.hostname if parts.scheme in _REMOTE_SCHEMES else None
+
+
+# --------------------------------------------------------------------------- model files
+
+
+def model_files(profile: Profile) -> list[Path]:
+    """The GGUF file, or every shard of a split model (``-00001-of-00003.gguf``)."""
+    path = profile.model_path
+    match = _SHARD_RE.match(path.name)
+    if not match:
+        return [path]
+    total = int(match.group("total"))
+    stem = match.group("stem")
+    return [path.with_name(f"{stem}-{i:05d}-of-{total:05d}.gguf") for i in range(1, total + 1)]
+
+
+def check_model_files(profile: Profile) -> None:
+    """ModelFileMissingError (with the fix) unless the model and all its shards exist."""
+    if profile.base_url or remote_hostname(profile.docker_host):
+        return  # an external server, or files on the remote engine's disk
+    files = model_files(profile)
+    if not files[0].exists():
+        raise ModelFileMissingError(
+            f"model file not found: {files[0]} (set --bench-models-dir / BENCH_MODELS_DIR, "
+            f"or edit MODEL at {profile.where('MODEL')})")
+    missing = [str(path) for path in files[1:] if not path.exists()]
+    if missing:
+        raise ModelFileMissingError(
+            f"split model incomplete: {len(missing)} of {len(files)} shards missing next to "
+            f"{files[0]}: {', '.join(missing)} (download every shard into that folder; "
+            f"MODEL at {profile.where('MODEL')})")
+
+
+# --------------------------------------------------------------------------- handle
+
+
+@dataclass(frozen=True)
+class ServerHandle:
+    """A healthy llama-server. ``base_url`` is the server root (no ``/v1``)."""
+
+    profile: Profile
+    base_url: str
+    container_id: str
+    container_name: str
+    load_time_s: float
+    log_path: Path
+    image: str
+    image_id: str
+    props: Mapping[str, Any]
+    client: DockerClient | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def openai_base_url(self) -> str:
+        return f"{self.base_url}/v1"
+
+    def is_alive(self, timeout: float = 5.0) -> bool:
+        """True while the container runs (if a client is known) and /health answers 200."""
+        if self.client is not None and self.container_id and not _container_running(
+                self.client, self.container_id):
+            return False
+        with httpx.Client(trust_env=not self.container_id) as http:
+            return _probe(http, self.base_url, timeout).healthy
+
+    def log_tail(self, n: int = LOG_TAIL_LINES) -> str:
+        return read_log_tail(self.log_path, n)
+
+
+def read_log_tail(path: Path, n: int = LOG_TAIL_LINES) -> str:
+    """Last ``n`` lines of a (possibly large, still growing) log file; "" if absent."""
+    try:
+        with path.open("rb") as fh:
+            end = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, end - _TAIL_BYTES))
+            data = fh.read()
+    except FileNotFoundError:
+        return ""
+    lines = data.decode("utf-8", "replace").splitlines()
+    return "\n".join(lines[-n:]) if n > 0 else ""
+
+
+def _container_running(client: DockerClient, container_id: str) -> bool:
+    try:
+        info = client.api.inspect_container(container_id)
+    except (DockerException, OSError):
+        return False
+    return bool(info["State"]["Running"])
+
+
+# --------------------------------------------------------------------------- health polling
+
+
+@dataclass(frozen=True)
+class _Probe:
+    healthy: bool
+    seen: str  # what the last request returned, for error messages
+
+
+@dataclass(frozen=True)
+class _Exit:
+    code: int
+    oom_killed: bool
+    error: str
+
+    def describe(self) -> str:
+        text = f"exited with code {self.code}"
+        if self.oom_killed:
+            text += " (killed: out of memory)"
+        return f"{text} ({self.error})" if self.error else text
+
+
+@dataclass(frozen=True)
+class _Poll:
+    healthy: bool
+    elapsed_s: float
+    attempts: int
+    seen: str
+    exited: _Exit | None = None
+
+
+def _probe(http: httpx.Client, base_url: str, timeout: float,
+           fallback: str | None = None) -> _Probe:
+    """GET /health once; ``fallback`` (e.g. /v1/models) is tried when /health is 404."""
+    try:
+        response = http.get(f"{base_url}/health", timeout=timeout)
+        if response.status_code == 404 and fallback:
+            response = http.get(f"{base_url}{fallback}", timeout=timeout)
+    except httpx.HTTPError as exc:
+        return _Probe(False, f"{type(exc).__name__}: {exc}".strip())
+    if response.status_code == 200:
+        return _Probe(True, "HTTP 200")
+    body = " ".join(response.text.split())[:200]
+    return _Probe(False, f"HTTP {response.status_code} {body}".strip())
+
+
+def _poll_health(base_url: str, *, timeout: float, poll_interval: float,
+                 exited: Callable[[], _Exit | None], trust_env: bool = False,
+                 fallback: str | None = None) -> _Poll:
+    """Poll until 200, the container exits, or ``timeout`` seconds pass."""
+    start = time.monotonic()
+    delay = min(0.05, poll_interval)
+    attempts = 0
+    with httpx.Client(trust_env=trust_env) as http:
+        while True:
+            remaining = timeout - (time.monotonic() - start)
+            probe = _probe(http, base_url, min(5.0, max(0.1, remaining)), fallback)
+            attempts += 1
+            elapsed = time.monotonic() - start
+            if probe.healthy:
+                return _Poll(True, elapsed, attempts, probe.seen)
+            gone = exited()
+            if gone is not None or elapsed >= timeout:
+                return _Poll(False, elapsed, attempts, probe.seen, gone)
+            time.sleep(min(delay, timeout - elapsed))
+            delay = min(delay * 2, poll_interval)
+
+
+def _fetch_props(base_url: str, *, trust_env: bool = False) -> dict[str, Any]:
+    """GET /props (build_info, model_path, chat_template, ...); {} if not offered."""
+    try:
+        response = httpx.get(f"{base_url}/props", timeout=10.0, trust_env=trust_env)
+        data = response.json() if response.status_code == 200 else {}
+    except (httpx.HTTPError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+# --------------------------------------------------------------------------- cleanup registry
+
+_REGISTRY: dict[str, tuple[Any, str]] = {}
+_REGISTRY_LOCK = threading.RLock()  # re-entrant: the SIGTERM handler may run mid-update
+_hooks = {"atexit": False, "sigterm": False}
+
+
+def _register(client: DockerClient, container_id: str, name: str) -> None:
+    _install_exit_hooks()
+    with _REGISTRY_LOCK:
+        _REGISTRY[container_id] = (client, name)
+
+
+def _unregister(container_id: str) -> None:
+    with _REGISTRY_LOCK:
+        _REGISTRY.pop(container_id, None)
+
+
+def registered_containers() -> dict[str, str]:
+    """Container id -> name of every container this process still has to remove."""
+    with _REGISTRY_LOCK:
+        return {cid: name for cid, (_, name) in _REGISTRY.items()}
+
+
+def cleanup_all() -> list[str]:
+    """Force-remove every container this process started and has not removed yet.
+
+    Runs at exit and on SIGTERM; safe to call any time, from anywhere, more than once.
+    """
+    with _REGISTRY_LOCK:
+        items = list(_REGISTRY.items())
+        _REGISTRY.clear()
+    removed = []
+    for container_id, (client, name) in items:
+        if _remove_container(client, container_id, name, graceful=False):
+            removed.append(name)
+    return removed
+
+
+def _install_exit_hooks() -> None:
+    """atexit once; the SIGTERM handler once, from the main thread (Python's rule)."""
+    if not _hooks["atexit"]:
+        _hooks["atexit"] = True
+        atexit.register(cleanup_all)
+    if not _hooks["sigterm"] and threading.current_thread() is threading.main_thread():
+        _hooks["sigterm"] = True
+        previous = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _sigterm_handler(previous))
+
+
+def _sigterm_handler(previous: Any) -> Callable[[int, FrameType | None], None]:
+    """Remove our containers, then do what SIGTERM did before (by default: die of it)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        cleanup_all()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    return handler
+
+
+def _remove_container(client: DockerClient, container_id: str, name: str, *,
+                      graceful: bool) -> bool:
+    """Stop (if graceful) and remove; True once the container is gone (already, or now)."""
+    try:
+        if graceful:
+            client.api.stop(container_id, timeout=STOP_TIMEOUT_S)
+        client.api.remove_container(container_id, force=True)
+    except NotFound:
+        return True
+    except APIError as exc:
+        if exc.status_code == 409:  # removal already in progress (another cleanup)
+            return True
+        _warn_leak(name, exc)
+        return False
+    except (DockerException, OSError) as exc:
+        _warn_leak(name, exc)
+        return False
+    return True
+
+
+def _warn_leak(name: str, exc: BaseException) -> None:
+    warnings.warn(f"could not remove container {name}: {exc} (remove it with: docker rm -f "
+                  f"{name})", RuntimeWarning, stacklevel=3)
+
+
+# --------------------------------------------------------------------------- reaping
+
+
+def reap_stale_containers(client: DockerClient, *,
+                          older_than_s: float = 0) -> list[str]:
+    """Remove harness containers of this host whose owner process is dead; their names.
+
+    Containers of other hosts, of live processes, or younger than ``older_than_s`` stay.
+    """
+    host = socket.gethostname()
+    found = client.api.containers(all=True,
+                                  filters={"label": f"{LABEL_HARNESS}={HARNESS_NAME}"})
+    reaped: list[str] = []
+    for entry in cast(list[dict[str, Any]], found):
+        labels = entry.get("Labels") or {}
+        if labels.get(LABEL_OWNER_HOST) != host or _owner_alive(labels.get(LABEL_OWNER_PID)):
+            continue
+        if time.time() - float(entry.get("Created", 0)) < older_than_s:
+            continue
+        name = (entry.get("Names") or ["/" + entry["Id"][:12]])[0].lstrip("/")
+        if _remove_container(client, entry["Id"], name, graceful=False):
+            reaped.append(name)
+    return reaped
+
+
+def _owner_alive(pid_label: str | None) -> bool:
+    if not pid_label or not pid_label.isdigit() or int(pid_label) <= 0:
+        return False
+    try:
+        os.kill(int(pid_label), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --------------------------------------------------------------------------- log streaming
+
+
+class _LogPump(threading.Thread):
+    """Follow the container's output into ``path`` so the log survives a crash of ours."""
+
+    def __init__(self, container: Any, path: Path) -> None:
+        super().__init__(name=f"log-{container.name}", daemon=True)
+        self.container = container
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+
+    def run(self) -> None:
+        with self.path.open("ab") as fh:
+            try:
+                for chunk in self.container.logs(stream=True, follow=True):
+                    fh.write(chunk)
+                    fh.flush()
+            except Exception as exc:  # the stream breaks when the container goes away
+                fh.write(f"\n[log stream ended: {type(exc).__name__}: {exc}]\n".encode())
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+@contextmanager
+def llama_server(profile: Profile, *, log_path: Path, run_id: str,
+                 client: DockerClient | None = None,
+                 health_timeout: float | None = None,
+                 poll_interval: float = 0.5) -> Iterator[ServerHandle]:
+    """A healthy llama-server for ``profile``; the container is removed afterwards, always.
+
+    Raises ModelFileMissingError before touching Docker, ImageMissingError, or
+    ServerStartError (crash or timeout, with the log tail). BASE_URL profiles: no
+    container, the running server is health-checked and described.
+    """
+    timeout = health_timeout if health_timeout is not None else profile.health_timeout
+    if poll_interval <= 0 or timeout <= 0:
+        raise ValueError(f"poll_interval ({poll_interval}) and health_timeout ({timeout}) "
+                         "must be positive")
+    if profile.base_url:
+        yield _external_handle(profile, log_path=log_path, health_timeout=timeout,
+                               poll_interval=poll_interval)
+        return
+    check_model_files(profile)
+    own_client = client is None
+    client = client or docker_client(profile.docker_host)
+    try:
+        spec = build_container_spec(profile, run_id=run_id)
+        _require_image(client, profile)
+        container = _create(client, spec)
+        _register(client, container.id, spec.name)
+        pump: _LogPump | None = None
+        handle: ServerHandle | None = None
+        try:
+            _start(container, profile, spec)
+            pump = _LogPump(container, log_path)
+            pump.start()
+            handle = _wait_ready(profile, spec, client, container, log_path,
+                                 timeout=timeout, poll_interval=poll_interval)
+            yield handle
+        finally:
+            _teardown(client, container.id, spec.name, pump, graceful=handle is not None)
+    finally:
+        if own_client:
+            client.close()
+
+
+def _teardown(client: DockerClient, container_id: str, name: str,
+              pump: _LogPump | None, *, graceful: bool) -> None:
+    """Stop (a server that was healthy: gracefully) and remove; idempotent."""
+    if _remove_container(client, container_id, name, graceful=graceful):
+        _unregister(container_id)  # else cleanup_all retries at exit
+    if pump is not None:
+        pump.join(timeout=2.0)
+
+
+def _require_image(client: DockerClient, profile: Profile) -> None:
+    try:
+        client.images.get(profile.image)
+    except ImageNotFound:
+        key = "IMAGE" if profile.gpus else "CPU_IMAGE"
+        raise ImageMissingError(
+            f"image {profile.image} not found on the Docker engine (profile "
+            f"[{profile.name}], {key} at {profile.where(key)})\n"
+            f"  fix: docker pull {profile.image}, or build the local CPU image with "
+            "docker/llama-server/build-debian.sh and pass --bench-cpu-image / --bench-image"
+        ) from None
+
+
+def _create(client: DockerClient, spec: ContainerSpec) -> Any:
+    try:
+        return client.containers.create(**spec.run_kwargs())
+    except APIError as exc:
+        if exc.status_code == 409:
+            raise ServerStartError(
+                f"container name {spec.name} is already in use: {exc.explanation}\n"
+                f"  fix: another run with the same run id owns it; wait for it, or remove it "
+                f"with: docker rm -f {spec.name}") from None
+        raise ServerStartError(f"Docker refused to create {spec.name} (image {spec.image}): "
+                               f"{exc.explanation}") from None
+
+
+def _start(container: Any, profile: Profile, spec: ContainerSpec) -> None:
+    try:
+        container.start()
+    except APIError as exc:
+        hint = ""
+        if spec.device_requests and "device driver" in str(exc.explanation):
+            hint = ("\n  fix: install the NVIDIA Container Toolkit on the Docker host, or "
+                    f"run on CPU: GPUS=none and N_GPU_LAYERS=0 in [{profile.name}] "
+                    f"({profile.where()})")
+        raise ServerStartError(f"Docker could not start {spec.name} (image {spec.image}): "
+                               f"{exc.explanation}{hint}") from None
+
+
+def _wait_ready(profile: Profile, spec: ContainerSpec, client: DockerClient,
+                container: Any, log_path: Path, *, timeout: float,
+                poll_interval: float) -> ServerHandle:
+    started = time.monotonic()
+    info = client.api.inspect_container(container.id)
+    base_url = _base_url(profile, info)
+    if base_url is None:  # no port binding: the container is already gone
+        gone = _exit_of(info) or _Exit(-1, False, "no host port was published")
+        result = _Poll(False, 0.0, 0, "nothing polled", gone)
+    else:
+        result = _poll_health(base_url, timeout=timeout, poll_interval=poll_interval,
+                              exited=lambda: _exit_state(client, container.id))
+    if base_url is None or not result.healthy:
+        url = f"{base_url}/health" if base_url else "(nothing: no host port published)"
+        raise _start_error(profile, spec, client, container.id, log_path, url=url,
+                           timeout=timeout, poll_interval=poll_interval, result=result)
+    load_time_s = time.monotonic() - started
+    return ServerHandle(
+        profile=profile, base_url=base_url, container_id=container.id,
+        container_name=spec.name, load_time_s=load_time_s,
+        log_path=log_path, image=spec.image, image_id=str(info.get("Image", "")),
+        props=_fetch_props(base_url), client=client,
+    )
+
+
+def _exit_state(client: DockerClient, container_id: str) -> _Exit | None:
+    try:
+        return _exit_of(client.api.inspect_container(container_id))
+    except NotFound:
+        return _Exit(-1, False, "the container was removed from outside")
+
+
+def _exit_of(info: Mapping[str, Any]) -> _Exit | None:
+    state = info["State"]
+    if state.get("Status") not in ("exited", "dead"):
+        return None
+    return _Exit(int(state.get("ExitCode", -1)), bool(state.get("OOMKilled")),
+                 str(state.get("Error") or ""))
+
+
+def _base_url(profile: Profile, info: Mapping[str, Any],
+              container_port: int = CONTAINER_PORT) -> str | None:
+    ports = (info.get("NetworkSettings") or {}).get("Ports") or {}
+    for binding in ports.get(f"{container_port}/tcp") or []:
+        if binding.get("HostPort"):
+            host = remote_hostname(profile.docker_host) or "127.0.0.1"
+            host = f"[{host}]" if ":" in host else host
+            return f"http://{host}:{binding['HostPort']}"
+    return None
+
+
+def _start_error(profile: Profile, spec: ContainerSpec, client: DockerClient,
+                 container_id: str, log_path: Path, *, url: str, timeout: float,
+                 poll_interval: float, result: _Poll) -> ServerStartError:
+    """Say what was polled, for how long, what came back, and show the log tail."""
+    if result.exited is not None:
+        what = (f"llama-server {result.exited.describe()} before /health answered 200 "
+                f"(after {result.elapsed_s:.1f} s)")
+        fix = (f"read the log lines above; check EXTRA_ARGS at {profile.where('EXTRA_ARGS')} "
+               "and the model file")
+    else:
+        what = f"llama-server did not become healthy within {timeout:g} s"
+        fix = (f"if the model is just slow to load, raise HEALTH_TIMEOUT "
+               f"({profile.where('HEALTH_TIMEOUT')}) or --bench-health-timeout; otherwise "
+               "read the log lines above")
+    tail = _container_log_tail(client, container_id, log_path)
+    return ServerStartError(
+        f"{what} (profile [{profile.name}], {profile.where()})\n"
+        f"  polled: GET {url} every <= {poll_interval:g} s, {result.attempts} attempts in "
+        f"{result.elapsed_s:.1f} s; last answer: {result.seen}\n"
+        f"  container: {spec.name} (image {spec.image}), removed\n"
+        f"  command: llama-server {' '.join(spec.command)}\n"
+        f"  full log: {log_path}\n"
+        f"  last {LOG_TAIL_LINES} log lines:\n{_indent(tail)}\n"
+        f"  fix: {fix}")
+
+
+def _container_log_tail(client: DockerClient, container_id: str, log_path: Path,
+                        n: int = LOG_TAIL_LINES) -> str:
+    try:
+        data = client.api.logs(container_id, stdout=True, stderr=True, tail=n)
+    except (DockerException, OSError):
+        return read_log_tail(log_path, n)
+    return "\n".join(cast(bytes, data).decode("utf-8", "replace").splitlines()[-n:])
+
+
+def _indent(text: str, prefix: str = "    | ") -> str:
+    return "\n".join(prefix + line for line in text.splitlines()) or f"{prefix}(empty)"
+
+
+# --------------------------------------------------------------------------- external server
+
+
+def _external_handle(profile: Profile, *, log_path: Path, health_timeout: float,
+                     poll_interval: float) -> ServerHandle:
+    """Handle for BASE_URL: health-checked (/health, else /v1/models), /props if offered."""
+    base_url = normalize_base_url(cast(str, profile.base_url))
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text(f"external server {base_url} (BASE_URL at {profile.where('BASE_URL')});"
+                        " no container, no server log\n", encoding="utf-8")
+    started = time.monotonic()
+    result = _poll_health(base_url, timeout=health_timeout, poll_interval=poll_interval,
+                          exited=lambda: None, trust_env=True, fallback="/v1/models")
+    if not result.healthy:
+        raise ServerStartError(
+            f"external server {base_url} did not answer GET {base_url}/health (or /v1/models) "
+            f"with 200 within {health_timeout:g} s ({result.attempts} attempts); last answer: "
+            f"{result.seen}\n  fix: start the server, or correct BASE_URL at "
+            f"{profile.where('BASE_URL')}")
+    return ServerHandle(
+        profile=profile, base_url=base_url, container_id="", container_name="",
+        load_time_s=time.monotonic() - started, log_path=log_path, image="", image_id="",
+        props=_fetch_props(base_url, trust_env=True),
+    )
+
+
+def normalize_base_url(url: str) -> str:
+    """Server root: no trailing slash and no ``/v1`` (llama-server's /health is at the root)."""
+    url = url.rstrip("/")
+    return url.removesuffix("/v1")

@@ -1,0 +1,368 @@
+"""plugin.server without a Docker engine: the container spec of every models.conf profile,
+model file checks, labels, log tails, the cleanup registry and the SIGTERM hook.
+
+The spec tests pin exactly what reaches ``containers.run`` (image, command, GPU device
+requests, mounts, environment, ports, labels, name) and how the Docker SDK converts it
+into the Engine API request (``_create_container_args``), the last step before the daemon.
+GPU profiles cannot start here (no GPU); this is as far as their path is tested.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+from docker.models.containers import _create_container_args
+from docker.types import DeviceRequest, Mount
+
+from plugin import server
+from plugin.config import Defaults, Profile, load_models_conf
+from plugin.errors import ModelFileMissingError
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "models.conf"
+RUN_ID = "0123456789abcdef"
+
+GPU_IMAGE = "ghcr.io/ggml-org/llama.cpp:server-cuda"
+CPU_IMAGE = "ghcr.io/ggml-org/llama.cpp:server"
+SRV = Path("/srv/models")
+ALL_GPUS = (DeviceRequest(count=-1, capabilities=[["gpu"]]),)
+GPU_0_1 = (DeviceRequest(device_ids=["0", "1"], capabilities=[["gpu"]]),)
+
+GLM_PROD = ("--jinja", "-np", "1", "--temp", "1.0", "--top-p", "0.95", "--min-p", "0.01")
+QWEN_PROD = ("--jinja", "-np", "1", "--temp", "1.0", "--top-p", "0.95", "--top-k", "40",
+             "--min-p", "0.01", "-b", "2048", "-ub", "2048", "--no-context-shift")
+QWEN_BENCH = ("--jinja", "-np", "1", "-b", "2048", "-ub", "2048", "--no-context-shift")
+OSS_OT = r"blk\.([0-9]|1[0-1])\.=CUDA0,blk\.(1[2-9]|2[0-3])\.=CUDA1,exps=CPU"
+QWEN_Q5_OT = r"blk\.([0-9]|1[0-3])\.=CUDA0,blk\.(1[4-9])\.=CUDA1,exps=CPU"
+QWEN_Q6_OT = r"blk\.([0-9]|1[0-2])\.=CUDA0,blk\.(1[3-8])\.=CUDA1,exps=CPU"
+QWEN_Q6K_OT = r"blk\.([0-9]|1[0-1])\.=CUDA0,blk\.(1[2-7])\.=CUDA1,exps=CPU"
+
+GLM_Q4 = "GLM-4.7-Flash/GLM-4.7-Flash-UD-Q4_K_XL.gguf"
+GLM_Q8 = "GLM-4.7-Flash/GLM-4.7-Flash-Q8_0.gguf"
+OSS = "gpt-oss-120b/gpt-oss-120b-mxfp4-00001-of-00003.gguf"
+QWEN_Q5 = "Qwen3-Coder-Next/UD-Q5_K_XL/Qwen3-Coder-Next-UD-Q5_K_XL-00001-of-00003.gguf"
+QWEN_Q6 = "Qwen3-Coder-Next/UD-Q6_K_XL/Qwen3-Coder-Next-UD-Q6_K_XL-00001-of-00003.gguf"
+QWEN_Q6K = "Qwen3-Coder-Next/Q6_K/Qwen3-Coder-Next-Q6_K-00001-of-00003.gguf"
+
+# profile -> (image, mount source, model under /models, -c, -ngl, arguments after --port,
+#             device requests)
+EXPECTED: dict[str, tuple[str, Path, str, int, str, tuple[str, ...], tuple[DeviceRequest, ...]]]
+EXPECTED = {
+    "glm-flash-q4": (GPU_IMAGE, SRV, GLM_Q4, 131072, "99", GLM_PROD, ALL_GPUS),
+    "glm-flash": (GPU_IMAGE, SRV, GLM_Q8, 131072, "99", GLM_PROD, ALL_GPUS),
+    "glm-flash-exp": (GPU_IMAGE, SRV, GLM_Q8, 202752, "99", ("--jinja", "-np", "1"), ALL_GPUS),
+    "gpt-oss-120b": (GPU_IMAGE, SRV, OSS, 131072, "99",
+                     ("--jinja", "-np", "1", "--temp", "1.0", "--top-p", "1.0",
+                      "-b", "4096", "-ub", "4096", "-ot", OSS_OT), GPU_0_1),
+    "qwen3-coder-q5": (GPU_IMAGE, SRV, QWEN_Q5, 262144, "99", (*QWEN_PROD, "-ot", QWEN_Q5_OT),
+                       GPU_0_1),
+    "qwen3-coder": (GPU_IMAGE, SRV, QWEN_Q6, 131072, "99", (*QWEN_PROD, "-ot", QWEN_Q6_OT),
+                    GPU_0_1),
+    "qwen3-coder-q6k": (GPU_IMAGE, SRV, QWEN_Q6K, 65536, "99",
+                        (*QWEN_PROD, "-ot", QWEN_Q6K_OT), GPU_0_1),
+    "bench-glm-flash-q4": (GPU_IMAGE, SRV, GLM_Q4, 16384, "99", ("--jinja", "-np", "1"),
+                           ALL_GPUS),
+    "bench-glm-flash": (GPU_IMAGE, SRV, GLM_Q8, 16384, "99", ("--jinja", "-np", "1"), ALL_GPUS),
+    "bench-gpt-oss-120b": (GPU_IMAGE, SRV, OSS, 16384, "99",
+                           ("--jinja", "-np", "1", "-b", "4096", "-ub", "4096", "-ot", OSS_OT),
+                           GPU_0_1),
+    "bench-qwen3-coder-q5": (GPU_IMAGE, SRV, QWEN_Q5, 16384, "99",
+                             (*QWEN_BENCH, "-ot", QWEN_Q5_OT), GPU_0_1),
+    "bench-qwen3-coder": (GPU_IMAGE, SRV, QWEN_Q6, 16384, "99", (*QWEN_BENCH, "-ot", QWEN_Q6_OT),
+                          GPU_0_1),
+    "bench-qwen3-coder-q6k": (GPU_IMAGE, SRV, QWEN_Q6K, 16384, "99",
+                              (*QWEN_BENCH, "-ot", QWEN_Q6K_OT), GPU_0_1),
+    "bench-smoke": (CPU_IMAGE, ROOT / "build" / "models", "smoke-tiny.gguf", 2048, "0",
+                    ("-np", "1"), ()),
+    "bench-canary": (CPU_IMAGE, ROOT.parent / "shared" / "models", "canary-humaneval.gguf",
+                     4096, "0", ("--jinja", "-np", "1"), ()),
+    "bench-canary-think": (CPU_IMAGE, ROOT.parent / "shared" / "models",
+                           "canary-humaneval-think.gguf", 4096, "0",
+                           ("--jinja", "-np", "1", "--reasoning-format", "deepseek"), ()),
+}
+
+
+@pytest.fixture(scope="module")
+def profiles() -> dict[str, Profile]:
+    return dict(load_models_conf(CONF, Defaults()).profiles)
+
+
+def conf_profile(tmp_path: Path, body: str, name: str = "bench-x") -> Profile:
+    path = tmp_path / "models.conf"
+    path.write_text(f"[{name}]\nNAME=x\nCTX_SIZE=512\n{body}", encoding="utf-8")
+    return load_models_conf(path).profiles[name]
+
+
+def expected_labels(profile: str) -> dict[str, str]:
+    return {
+        "bench.harness": "llama-bench", "bench.run_id": RUN_ID, "bench.profile": profile,
+        "bench.owner_pid": str(os.getpid()), "bench.owner_host": socket.gethostname(),
+        "bench.role": "server",
+    }
+
+
+# --------------------------------------------------------------------------- every profile
+
+
+def test_every_models_conf_profile_is_pinned(profiles: dict[str, Profile]) -> None:
+    assert sorted(profiles) == sorted(EXPECTED), "add the new profile to EXPECTED"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_spec_of_models_conf_profile(profiles: dict[str, Profile], name: str) -> None:
+    image, source, model, ctx, ngl, extra, gpus = EXPECTED[name]
+    spec = server.build_container_spec(profiles[name], run_id=RUN_ID)
+
+    assert spec.image == image
+    assert spec.command == ("-m", f"/models/{model}", "-c", str(ctx), "-ngl", ngl,
+                            "-fit", "off", "--host", "0.0.0.0", "--port", "8080", *extra)
+    assert spec.device_requests == gpus
+    assert spec.mounts == (Mount(target="/models", source=os.path.normpath(source),
+                                 type="bind", read_only=True),)
+    assert dict(spec.environment) == {}
+    assert dict(spec.ports) == {"8080/tcp": ("127.0.0.1", None)}
+    assert dict(spec.labels) == expected_labels(name)
+    assert spec.name == f"llama-bench-{name}-01234567"
+
+
+def test_ot_regex_reaches_command_byte_for_byte(profiles: dict[str, Profile]) -> None:
+    command = server.build_container_spec(profiles["bench-qwen3-coder"], run_id=RUN_ID).command
+    ot = command[command.index("-ot") + 1]
+    assert ot.encode() == rb"blk\.([0-9]|1[0-2])\.=CUDA0,blk\.(1[3-8])\.=CUDA1,exps=CPU"
+
+
+@pytest.mark.parametrize(("name", "device_requests"), [
+    ("bench-qwen3-coder", [{"Driver": "", "Count": 0, "DeviceIDs": ["0", "1"],
+                            "Capabilities": [["gpu"]], "Options": {}}]),
+    ("bench-glm-flash", [{"Driver": "", "Count": -1, "DeviceIDs": [],
+                          "Capabilities": [["gpu"]], "Options": {}}]),
+    ("bench-canary", None),
+])
+def test_docker_sdk_turns_spec_into_engine_request(
+        profiles: dict[str, Profile], name: str, device_requests: Any) -> None:
+    spec = server.build_container_spec(profiles[name], run_id=RUN_ID)
+    kwargs = spec.run_kwargs()
+    create = _create_container_args({**kwargs, "version": "1.41"})
+    host_config = create["host_config"]
+
+    assert create["image"] == spec.image
+    assert create["command"] == list(spec.command)
+    assert create["labels"] == dict(spec.labels)
+    assert create["name"] == spec.name
+    assert host_config.get("DeviceRequests") == device_requests
+    assert host_config["PortBindings"] == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}
+    assert host_config["Mounts"] == [{"Target": "/models", "Source": spec.mounts[0]["Source"],
+                                      "Type": "bind", "ReadOnly": True}]
+    assert kwargs["detach"] is True
+
+
+# --------------------------------------------------------------------------- variants
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("N_GPU_LAYERS=99\nGPUS=all\nEXTRA_ARGS=-ot exps=CUDA1\n", ALL_GPUS),
+    ("N_GPU_LAYERS=99\nGPUS=none\n", ()),
+    ("N_GPU_LAYERS=99\nGPUS=0,1\n", GPU_0_1),
+    ("N_GPU_LAYERS=99\nGPUS=2\n", (DeviceRequest(device_ids=["2"], capabilities=[["gpu"]]),)),
+    ("N_GPU_LAYERS=0\n", ()),
+])
+def test_gpus_key_selects_device_requests(tmp_path: Path, body: str,
+                                          expected: tuple[DeviceRequest, ...]) -> None:
+    profile = conf_profile(tmp_path, f"MODEL=m.gguf\n{body}")
+    assert server.build_container_spec(profile, run_id=RUN_ID).device_requests == expected
+
+
+def test_no_fit_flag_when_fit_unset(tmp_path: Path) -> None:
+    profile = conf_profile(tmp_path, "MODEL=m.gguf\nMODELS_DIR=/m\nEXTRA_ARGS=--jinja\n")
+    assert server.build_container_spec(profile, run_id=RUN_ID).command == (
+        "-m", "/models/m.gguf", "-c", "512", "-ngl", "0", "--host", "0.0.0.0",
+        "--port", "8080", "--jinja")
+
+
+@pytest.mark.parametrize(("model", "source", "in_container"), [
+    ("sub/dir/m.gguf", "/data/models", "/models/sub/dir/m.gguf"),
+    ("/elsewhere/q/m-00001-of-00002.gguf", "/elsewhere/q", "/models/m-00001-of-00002.gguf"),
+    ("../other/m.gguf", "/data/other", "/models/m.gguf"),
+])
+def test_mount_keeps_model_subpath_or_mounts_its_folder(
+        tmp_path: Path, model: str, source: str, in_container: str) -> None:
+    profile = conf_profile(tmp_path, f"MODEL={model}\nMODELS_DIR=/data/models\n")
+    spec = server.build_container_spec(profile, run_id=RUN_ID)
+    assert spec.mounts[0]["Source"] == source
+    assert spec.mounts[0]["ReadOnly"] is True
+    assert spec.command[:2] == ("-m", in_container)
+
+
+def test_remote_engine_publishes_on_all_interfaces(tmp_path: Path) -> None:
+    profile = conf_profile(tmp_path, "MODEL=m.gguf\nDOCKER_HOST=tcp://gpu-box:2375\n")
+    spec = server.build_container_spec(profile, run_id=RUN_ID)
+    assert dict(spec.ports) == {"8080/tcp": ("0.0.0.0", None)}
+    assert server.remote_hostname("ssh://me@gpu-box") == "gpu-box"
+    assert server.remote_hostname("unix:///var/run/docker.sock") is None
+    assert server.remote_hostname(None) is None
+
+
+def test_custom_container_port(tmp_path: Path) -> None:
+    profile = conf_profile(tmp_path, "MODEL=m.gguf\n")
+    spec = server.build_container_spec(profile, run_id=RUN_ID, container_port=9000)
+    assert spec.command[spec.command.index("--port") + 1] == "9000"
+    assert dict(spec.ports) == {"9000/tcp": ("127.0.0.1", None)}
+
+
+def test_container_name_is_docker_safe(profiles: dict[str, Profile]) -> None:
+    profile = profiles["bench-smoke"]
+    assert server.container_name(profile, "ab/c:d e-long") == "llama-bench-bench-smoke-ab_c_d_e"
+
+
+# --------------------------------------------------------------------------- model files
+
+
+class NoDocker:
+    """A client that fails the test if anything touches Docker."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"Docker was touched ({name}) before the model file check")
+
+
+def test_missing_model_names_path_option_and_conf_line(tmp_path: Path) -> None:
+    conf = tmp_path / "models.conf"
+    conf.write_text("[bench-gone]\nNAME=x\nCTX_SIZE=512\n# comment\nMODEL=sub/gone.gguf\n"
+                    f"MODELS_DIR={tmp_path}\n", encoding="utf-8")
+    profile = load_models_conf(conf).profiles["bench-gone"]
+    with pytest.raises(ModelFileMissingError) as info, server.llama_server(
+            profile, log_path=tmp_path / "log", run_id=RUN_ID, client=NoDocker()):
+        pytest.fail("must not start")
+    assert str(info.value) == (
+        f"model file not found: {tmp_path}/sub/gone.gguf (set --bench-models-dir / "
+        f"BENCH_MODELS_DIR, or edit MODEL at {conf}:5)")
+
+
+def test_missing_shard_is_named(tmp_path: Path) -> None:
+    (tmp_path / "m-00001-of-00003.gguf").touch()
+    (tmp_path / "m-00003-of-00003.gguf").touch()
+    profile = conf_profile(tmp_path, f"MODEL=m-00001-of-00003.gguf\nMODELS_DIR={tmp_path}\n")
+    with pytest.raises(ModelFileMissingError, match=r"1 of 3 shards missing") as info:
+        server.check_model_files(profile)
+    assert f"{tmp_path}/m-00002-of-00003.gguf" in str(info.value)
+    assert "models.conf:4" in str(info.value)
+
+
+def test_model_files_lists_every_shard(tmp_path: Path) -> None:
+    profile = conf_profile(tmp_path, "MODEL=a/m-00001-of-00002.gguf\nMODELS_DIR=/d\n")
+    assert server.model_files(profile) == [Path("/d/a/m-00001-of-00002.gguf"),
+                                           Path("/d/a/m-00002-of-00002.gguf")]
+
+
+def test_base_url_and_remote_profiles_skip_the_local_file_check(tmp_path: Path) -> None:
+    server.check_model_files(conf_profile(tmp_path, "MODEL=no.gguf\nBASE_URL=http://h:1\n"))
+    server.check_model_files(conf_profile(tmp_path, "MODEL=no.gguf\nDOCKER_HOST=ssh://h\n"))
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+@pytest.mark.parametrize(("url", "root"), [
+    ("http://h:8080", "http://h:8080"), ("http://h:8080/", "http://h:8080"),
+    ("http://h:8080/v1", "http://h:8080"), ("http://h:8080/v1/", "http://h:8080"),
+])
+def test_normalize_base_url(url: str, root: str) -> None:
+    assert server.normalize_base_url(url) == root
+
+
+def test_read_log_tail(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    assert server.read_log_tail(log) == ""
+    log.write_text("".join(f"line {i}\n" for i in range(100)), encoding="utf-8")
+    assert server.read_log_tail(log, 3) == "line 97\nline 98\nline 99"
+    assert server.read_log_tail(log).splitlines()[0] == "line 60"
+
+
+def test_owner_alive() -> None:
+    assert server._owner_alive(str(os.getpid()))
+    assert not server._owner_alive(str(_pid_of_finished_process()))
+    assert not server._owner_alive(None)
+    assert not server._owner_alive("not-a-pid")
+    assert not server._owner_alive("0")
+
+
+def _pid_of_finished_process() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+# --------------------------------------------------------------------------- registry, SIGTERM
+
+
+class FakeApi:
+    def __init__(self) -> None:
+        self.removed: list[str] = []
+
+    def stop(self, container_id: str, timeout: int) -> None:
+        raise AssertionError("cleanup must not wait for a graceful stop")
+
+    def remove_container(self, container_id: str, force: bool) -> None:
+        assert force
+        self.removed.append(container_id)
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.api = FakeApi()
+
+
+@pytest.fixture
+def no_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the real atexit/SIGTERM hooks out of unit tests."""
+    monkeypatch.setattr(server, "_hooks", {"atexit": True, "sigterm": True})
+
+
+@pytest.mark.usefixtures("no_hooks")
+def test_cleanup_all_removes_registered_containers_once() -> None:
+    client = FakeClient()
+    server._register(client, "id-1", "one")
+    server._register(client, "id-2", "two")
+    assert server.registered_containers() == {"id-1": "one", "id-2": "two"}
+    assert server.cleanup_all() == ["one", "two"]
+    assert client.api.removed == ["id-1", "id-2"]
+    assert server.cleanup_all() == []
+    assert server.registered_containers() == {}
+
+
+@pytest.mark.usefixtures("no_hooks")
+def test_sigterm_handler_cleans_up_then_chains_previous_handler() -> None:
+    client = FakeClient()
+    server._register(client, "id-1", "one")
+    calls: list[int] = []
+
+    def previous(signum: int, frame: FrameType | None) -> None:
+        calls.append(signum)
+
+    server._sigterm_handler(previous)(signal.SIGTERM, None)
+    assert client.api.removed == ["id-1"]
+    assert calls == [signal.SIGTERM]
+
+
+def test_sigterm_without_previous_handler_still_terminates() -> None:
+    code = ("import signal, time; from plugin import server; "
+            "server._install_exit_hooks(); "
+            "signal.raise_signal(signal.SIGTERM); time.sleep(5); print('survived')")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == -signal.SIGTERM, proc.stderr
+    assert "survived" not in proc.stdout
+
+
+def test_profile_replace_keeps_spec_pure(profiles: dict[str, Profile]) -> None:
+    """build_container_spec reads only the profile (no file system, no Docker)."""
+    profile = replace(profiles["bench-canary"], models_dir=Path("/nowhere"))
+    assert server.build_container_spec(profile, run_id=RUN_ID).mounts[0]["Source"] == "/nowhere"
