@@ -1,0 +1,108 @@
+"""EvalPlus glue: import its checker without its heavy dependencies; apply upstream fixes.
+
+The sandbox image has evalplus installed with ``--no-deps``. ``evalplus.eval`` only needs
+numpy and psutil, but ``evalplus.data.mbpp`` (where the MBPP+ input (de)serializers live)
+is reached through ``evalplus/data/__init__.py``, which imports HF ``datasets``, ``wget``,
+``tempdir`` and ``appdirs``. None of their functions is called here, so import-time stubs
+are enough to use EvalPlus's own functions instead of copies.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+import types
+from collections.abc import Callable
+from typing import Any
+
+_STUBBED = ("datasets", "wget", "tempdir", "appdirs")
+
+
+def _unavailable(*_args: Any, **_kwargs: Any) -> Any:
+    raise RuntimeError("not available inside the evaluation sandbox")
+
+
+def install_import_stubs() -> None:
+    """Register stand-ins for modules evalplus.data imports but the checker never uses."""
+    for name in _STUBBED:
+        if name in sys.modules:
+            continue
+        module = types.ModuleType(name)
+        module.load_dataset = _unavailable  # type: ignore[attr-defined]
+        module.download = _unavailable  # type: ignore[attr-defined]
+        module.TempDir = _unavailable  # type: ignore[attr-defined]
+        module.user_cache_dir = lambda *_a, **_k: "/tmp/evalplus-cache"  # type: ignore[attr-defined]
+        sys.modules[name] = module
+
+
+def evalplus_version() -> str:
+    import evalplus
+
+    return str(getattr(evalplus, "__version__", "unknown"))
+
+
+Codec = Callable[[str, list[Any]], list[Any]]
+
+
+def mbpp_codecs() -> tuple[Codec, Codec]:
+    """EvalPlus's ``(mbpp_deserialize_inputs, mbpp_serialize_inputs)``."""
+    install_import_stubs()
+    from evalplus.data.mbpp import mbpp_deserialize_inputs, mbpp_serialize_inputs
+
+    return mbpp_deserialize_inputs, mbpp_serialize_inputs
+
+
+def output_not_none_entry_points() -> list[str]:
+    from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS
+
+    return list(MBPP_OUTPUT_NOT_NONE_TASKS)
+
+
+# --- HumanEval/32 (find_zero) ------------------------------------------------------------
+# evalplus 0.3.1's special oracle for find_zero does
+#     assert abs(_poly(*inp, out)) <= atol
+#     continue
+# and so never records the passed test: ``details`` stays short and untrusted_check turns
+# every solution, the canonical one included, into "fail". Upstream fixed it in
+# evalplus/evalplus PR 241 ("fix bug for find_zero") by recording the pass before
+# ``continue``. The same two lines are inserted here into EvalPlus's own function source.
+_FIND_ZERO_BUG = re.compile(
+    r"^(?P<indent>[ \t]+)assert abs\(_poly\(\*inp, out\)\) <= atol\n(?P=indent)continue\n",
+    re.MULTILINE,
+)
+_FIND_ZERO_FIXED = re.compile(
+    r"assert abs\(_poly\(\*inp, out\)\) <= atol\n\s+details\[i\] = True\n"
+)
+
+
+def _fixed_find_zero(match: re.Match[str]) -> str:
+    indent = match.group("indent")
+    return (f"{indent}assert abs(_poly(*inp, out)) <= atol\n"
+            f"{indent}details[i] = True\n"
+            f"{indent}progress.value += 1\n"
+            f"{indent}continue\n")
+
+
+def patch_find_zero(module: types.ModuleType) -> str:
+    """Apply the PR 241 fix to ``module.unsafe_execute``; returns "patched" or "not-needed"."""
+    source = inspect.getsource(module.unsafe_execute)
+    if _FIND_ZERO_FIXED.search(source):
+        return "not-needed"
+    patched, count = _FIND_ZERO_BUG.subn(_fixed_find_zero, source)
+    if count != 1:
+        raise RuntimeError(
+            "cannot apply the find_zero fix (evalplus PR 241): unsafe_execute in "
+            f"{module.__file__} does not have the 0.3.1 code; pin evalplus==0.3.1"
+        )
+    code = compile(patched, str(module.__file__), "exec")
+    exec(code, module.__dict__)  # redefines module.unsafe_execute from EvalPlus's own source
+    return "patched"
+
+
+def load_checker() -> types.ModuleType:
+    """``evalplus.eval`` with the find_zero fix applied."""
+    import evalplus.eval as checker
+
+    patch_find_zero(checker)
+    return checker  # type: ignore[no-any-return]

@@ -1,0 +1,104 @@
+"""Process hygiene inside the sandbox: keep untrusted code away from the result channel.
+
+These are defences in depth *inside* the container (the container itself is the sandbox):
+
+* the runner and its workers are made non-dumpable, so code running as the same user cannot
+  open ``/proc/<pid>/fd/*`` of the runner (its stdout carries the verdicts);
+* each worker is a child subreaper, so anything a solution leaves behind (daemonized
+  children, fork bombs) is re-parented to the worker, which kills it after every task;
+* workers point stdin/stdout/stderr at /dev/null before any untrusted code runs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import time
+
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+_libc: ctypes.CDLL | None = None
+
+
+def _prctl(option: int, value: int) -> bool:
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        return int(_libc.prctl(option, value, 0, 0, 0)) == 0
+    except (OSError, AttributeError):  # not Linux
+        return False
+
+
+def make_undumpable() -> bool:
+    return _prctl(PR_SET_DUMPABLE, 0)
+
+
+def become_subreaper() -> bool:
+    return _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def silence_stdio() -> None:
+    """Point fds 0, 1, 2 at /dev/null (untrusted children inherit these)."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def children_of(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (scans /proc; works without psutil)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 1 and int(fields[1]) == pid:
+            found.append(int(name))
+    return found
+
+
+def kill_descendants(rounds: int = 100) -> int:
+    """SIGKILL every descendant of this process (we are a subreaper); returns how many."""
+    me = os.getpid()
+    killed = 0
+    for _ in range(rounds):
+        kids = children_of(me)
+        if not kids:
+            break
+        for pid in kids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in kids:
+            _reap(pid)
+        killed += len(kids)
+    return killed
+
+
+def _reap(pid: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done or time.monotonic() > deadline:
+            return
+        time.sleep(0.001)
+
+
+def ignore_termination_signals() -> None:
+    """The runner is PID 1 in the container: only the host may stop it (docker kill)."""
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            signal.signal(sig, signal.SIG_IGN)
