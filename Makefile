@@ -6,6 +6,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VENV_PY := .venv/bin/python
+# CPU profiles (smoke, canary) run on the image setup builds from Debian packages; with a
+# registry, `make bench BENCH_CPU_IMAGE=ghcr.io/ggml-org/llama.cpp:server-bNNNN` works too.
+export BENCH_CPU_IMAGE ?= local/llama.cpp:server
 PYTEST_ARGS ?=
 FORCE ?=
 
