@@ -48,3 +48,7 @@ class DatasetError(BenchError):
 
 class SandboxError(BenchError):
     """The evaluation sandbox could not run (image missing, container crashed...)."""
+
+
+class SamplesError(BenchError):
+    """A samples file (EvalPlus jsonl) is unreadable or malformed; names file:line."""
