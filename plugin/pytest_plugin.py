@@ -225,22 +225,29 @@ def bench_state(request: pytest.FixtureRequest) -> BenchState:
 
 @pytest.fixture(scope="session")
 def llama_server(bench_profile: Profile, bench_state: BenchState) -> Iterator[Any]:
-    """A healthy llama-server for the profile; stopped and removed afterwards, always.
+    """The profile's llama-server, started on first use (a LazyServer).
 
     A missing model file skips the profile's tests (with the fix in the reason); a server
-    that does not get healthy errors them, with the tail of its log.
+    that does not get healthy errors them, with the tail of its log. The container is
+    stopped and removed at the end of the profile's tests, always. When every answer is
+    already stored under the run's fingerprint, the server is never started.
     """
     if not bench_profile.base_url and not bench_profile.model_path.exists():
         pytest.skip(missing_model_reason(bench_profile))
-    from plugin.server import docker_client, llama_server
+    from plugin.lazy_server import LazyServer
+    from plugin.server import docker_client
 
-    log_path = bench_state.reports_dir / bench_profile.name / "server.log"
     client = None
     if not bench_profile.base_url:
         client = docker_client(bench_profile.docker_host or bench_state.values["docker-host"])
-    with llama_server(bench_profile, log_path=log_path, run_id=bench_state.run_id,
-                      client=client) as handle:
-        yield handle
+    server = LazyServer(bench_profile, run_id=bench_state.run_id, client=client,
+                        log_path=bench_state.reports_dir / bench_profile.name / "server.log")
+    try:
+        yield server
+    finally:
+        server.close()
+        if client is not None:
+            client.close()
 
 
 def missing_model_reason(profile: Profile) -> str:

@@ -18,7 +18,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,16 @@ from plugin.datasets import Dataset
 from plugin.evaluation import EvalResult, TaskVerdict, evaluate_samples
 from plugin.extract import extract_code
 from plugin.fingerprint import fingerprint, model_identity, text_sha256
-from plugin.generate import PROMPT_TEMPLATE_ID, Completion, Progress, Sampling, generate, summarize
-from plugin.server import ServerHandle
+from plugin.generate import (
+    PROMPT_TEMPLATE_ID,
+    Completion,
+    CompletionStore,
+    Progress,
+    Sampling,
+    generate,
+    summarize,
+)
+from plugin.lazy_server import LazyServer
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,7 @@ class BenchResult:
     requests_sent: int
     gen_wall_s: float
     eval_wall_s: float
+    server_started: bool
     load_time_s: float
     build_info: str
     fingerprint: str
@@ -79,21 +88,24 @@ def sampling_for(profile: Profile) -> Sampling:
                     reasoning_effort=profile.reasoning_effort)
 
 
-def run_fingerprint(profile: Profile, server: ServerHandle, dataset: Dataset,
+def run_fingerprint(profile: Profile, server: LazyServer, dataset: Dataset,
                     sampling: Sampling) -> str:
-    props = server.props or {}
-    fields = {
-        "model": model_identity(profile.model_path) if profile.model_path.exists() else None,
-        "build_info": props.get("build_info"),
-        "chat_template_sha256": text_sha256(str(props.get("chat_template") or "")),
-        "server": {"image_id": server.image_id, "ctx": profile.ctx_size,
-                   "ngl": profile.n_gpu_layers, "fit": profile.fit,
-                   "extra_args": list(profile.extra_args), "base_url": profile.base_url},
-        "sampling": asdict(sampling),
-        "prompt_template": PROMPT_TEMPLATE_ID,
-        "dataset_sha256": dataset.sha256,
-    }
-    return fingerprint(fields)
+    """Hash of what can change an answer; for container profiles known without starting
+    the server (the image id stands for the llama.cpp build, the model hash for the chat
+    template in the GGUF). External servers are asked (/props)."""
+    if profile.base_url:
+        props = server.get().props or {}
+        backend: dict[str, Any] = {
+            "build_info": props.get("build_info"), "model_path": props.get("model_path"),
+            "chat_template_sha256": text_sha256(str(props.get("chat_template") or "")),
+            "base_url": profile.base_url}
+    else:
+        backend = {"image_id": server.image_id(),
+                   "model": model_identity(profile.model_path),
+                   "ctx": profile.ctx_size, "ngl": profile.n_gpu_layers, "fit": profile.fit,
+                   "extra_args": list(profile.extra_args)}
+    return fingerprint({"backend": backend, "sampling": asdict(sampling),
+                        "prompt_template": PROMPT_TEMPLATE_ID, "dataset_sha256": dataset.sha256})
 
 
 def _subset(dataset: Dataset, limit: int | None) -> Dataset:
@@ -115,7 +127,7 @@ def _count(verdicts: Mapping[str, TaskVerdict], key: str) -> int:
     return sum(1 for v in verdicts.values() if getattr(v, key) == "pass")
 
 
-def run_benchmark(profile: Profile, server: ServerHandle, dataset: Dataset, out_dir: Path,
+def run_benchmark(profile: Profile, server: LazyServer, dataset: Dataset, out_dir: Path,
                   options: RunOptions | None = None) -> BenchResult:
     """Generate, extract, evaluate in the sandbox, and score one profile on one dataset."""
     options = options or RunOptions()
@@ -126,9 +138,13 @@ def run_benchmark(profile: Profile, server: ServerHandle, dataset: Dataset, out_
 
     started = time.monotonic()
     prompts = {t: task.prompt for t, task in data.tasks.items()}
+    store_path = out_dir / "completions.jsonl"
+    pending = set(prompts) - set(CompletionStore(store_path).load(fp))
+    handle = server.get() if pending else None  # nothing to ask: the server never starts
     completions, progress = generate(
-        server.base_url, prompts, sampling, out_dir / "completions.jsonl", fp,
-        concurrency=options.concurrency or profile.slots, alive=server.is_alive,
+        handle.base_url if handle else "", prompts, sampling, store_path, fp,
+        concurrency=options.concurrency or profile.slots,
+        alive=handle.is_alive if handle else (lambda: True),
         on_completion=options.on_completion)
     gen_wall = time.monotonic() - started
 
@@ -144,7 +160,7 @@ def run_benchmark(profile: Profile, server: ServerHandle, dataset: Dataset, out_
     return result
 
 
-def _result(profile: Profile, server: ServerHandle, data: Dataset, full: Dataset, fp: str,
+def _result(profile: Profile, server: LazyServer, data: Dataset, full: Dataset, fp: str,
             completions: Mapping[str, Completion], progress: Progress,
             evaluation: EvalResult, gen_wall: float, out_dir: Path) -> BenchResult:
     stats = summarize(completions.values())
@@ -164,12 +180,21 @@ def _result(profile: Profile, server: ServerHandle, data: Dataset, full: Dataset
                   or verdicts[t].plus_status not in ("pass", "fail", "timeout")],
         generation=stats, requests_sent=progress.total - progress.reused,
         gen_wall_s=round(gen_wall, 3), eval_wall_s=round(evaluation.wall_s, 3),
-        load_time_s=round(server.load_time_s, 3),
-        build_info=str((server.props or {}).get("build_info") or ""),
+        server_started=server.started,
+        load_time_s=round(server.get().load_time_s, 3) if server.started else 0.0,
+        build_info=_build_info(completions.values(), server),
         fingerprint=fp, out_dir=str(out_dir),
         verdicts={t: {"base": v.base_status, "plus": v.plus_status}
                   for t, v in verdicts.items()},
     )
+
+
+def _build_info(completions: Iterable[Completion], server: LazyServer) -> str:
+    """llama.cpp build: answers carry it (system_fingerprint), else /props."""
+    for completion in completions:
+        if completion.system_fingerprint:
+            return completion.system_fingerprint
+    return str(server.get().props.get("build_info") or "") if server.started else ""
 
 
 def machine() -> str:
