@@ -52,6 +52,8 @@ KNOWN_KEYS: Mapping[str, str] = {
     "DOCKER_HOST": "Docker engine to start the server on (unix://, tcp://, ssh://)",
     "BASE_URL": "benchmark an already running OpenAI-compatible server (no container)",
     "QUANT": "quantisation label shown in the report (default: guessed from MODEL)",
+    "CODE_FROM_REASONING": "on|off: when content is empty, take the code from "
+                           "reasoning_content (marked in the report; default off)",
 }
 
 #: llama-server flags the harness sets itself; EXTRA_ARGS must not repeat them.
@@ -102,6 +104,7 @@ class Profile:
     docker_host: str | None
     base_url: str | None
     quant: str
+    code_from_reasoning: bool
     source: Path
     line: int
     key_lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
@@ -408,6 +411,7 @@ def _build_profile(section: _Section, path: Path, defaults: Defaults) -> Profile
         docker_host=section.get("DOCKER_HOST") or None,
         base_url=section.get("BASE_URL") or None,
         quant=section.get("QUANT") or guess_quant(model),
+        code_from_reasoning=section.choice("CODE_FROM_REASONING", ("off", "on"), "off") == "on",
         source=path,
         line=section.lines.get((section.name, ""), 0),
         key_lines=key_lines,

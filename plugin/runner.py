@@ -65,6 +65,7 @@ class BenchResult:
     base_pass_at_1: float  # percent
     plus_pass_at_1: float  # percent
     no_answer: list[str]
+    code_from_reasoning: list[str]  # opt-in: empty content, code taken from the reasoning
     thinking_exhausted: list[str]
     truncated: list[str]
     unjudged: list[str]
@@ -115,6 +116,22 @@ def _subset(dataset: Dataset, limit: int | None) -> Dataset:
     return replace(dataset, tasks={t: dataset.tasks[t] for t in ids})
 
 
+def _solutions(profile: Profile, data: Dataset, completions: Mapping[str, Completion],
+               ) -> tuple[dict[str, str], list[str]]:
+    """Extracted programs; with CODE_FROM_REASONING=on, empty answers fall back to the
+    reasoning text (those tasks are returned, to be marked)."""
+    solutions: dict[str, str] = {}
+    from_reasoning: list[str] = []
+    for task_id, completion in completions.items():
+        entry_point = data.tasks[task_id].entry_point
+        text = completion.content
+        if not text.strip() and profile.code_from_reasoning and completion.reasoning_content:
+            text = completion.reasoning_content
+            from_reasoning.append(task_id)
+        solutions[task_id] = extract_code(text, entry_point) if text.strip() else ""
+    return solutions, from_reasoning
+
+
 def _write_samples(path: Path, solutions: Mapping[str, str]) -> None:
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", encoding="utf-8") as fh:
@@ -148,13 +165,12 @@ def run_benchmark(profile: Profile, server: LazyServer, dataset: Dataset, out_di
         on_completion=options.on_completion)
     gen_wall = time.monotonic() - started
 
-    solutions = {t: extract_code(c.content, data.tasks[t].entry_point) if c.content else ""
-                 for t, c in completions.items()}
+    solutions, from_reasoning = _solutions(profile, data, completions)
     _write_samples(out_dir / "samples.jsonl", solutions)
     evaluation = evaluate_samples(data, solutions, out_dir / "eval", sandbox=options.sandbox,
                                   image=options.sandbox_image, workers=options.eval_workers)
     result = _result(profile, server, data, dataset, fp, completions, progress, evaluation,
-                     gen_wall, out_dir)
+                     gen_wall, out_dir, from_reasoning)
     (out_dir / "summary.json").write_text(json.dumps(result.to_json(), indent=1),
                                           encoding="utf-8")
     return result
@@ -162,7 +178,8 @@ def run_benchmark(profile: Profile, server: LazyServer, dataset: Dataset, out_di
 
 def _result(profile: Profile, server: LazyServer, data: Dataset, full: Dataset, fp: str,
             completions: Mapping[str, Completion], progress: Progress,
-            evaluation: EvalResult, gen_wall: float, out_dir: Path) -> BenchResult:
+            evaluation: EvalResult, gen_wall: float, out_dir: Path,
+            from_reasoning: list[str]) -> BenchResult:
     stats = summarize(completions.values())
     verdicts = evaluation.verdicts
     n = len(data.tasks)
@@ -174,7 +191,9 @@ def _result(profile: Profile, server: LazyServer, data: Dataset, full: Dataset, 
         base_passed=base, plus_passed=plus,
         base_pass_at_1=round(100.0 * base / n, 2) if n else 0.0,
         plus_pass_at_1=round(100.0 * plus / n, 2) if n else 0.0,
-        no_answer=stats.pop("no_answer"), thinking_exhausted=stats.pop("thinking_exhausted"),
+        no_answer=[t for t in stats.pop("no_answer") if t not in from_reasoning],
+        code_from_reasoning=from_reasoning,
+        thinking_exhausted=stats.pop("thinking_exhausted"),
         truncated=stats.pop("truncated"),
         unjudged=[t for t in data.tasks if t not in verdicts
                   or verdicts[t].plus_status not in ("pass", "fail", "timeout")],
