@@ -64,7 +64,9 @@ class BenchState:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         row = _row_of(report)
-        if row and report.when == "call":
+        if row and report.when == "call":  # one row per profile x dataset, the latest
+            self.rows = [r for r in self.rows
+                         if (r["profile"], r["dataset"]) != (row["profile"], row["dataset"])]
             self.rows.append(row)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 from plugin.config import Profile
 from plugin.datasets import Dataset
-from plugin.evaluation import EvalResult, TaskVerdict, evaluate_samples
+from plugin.evaluation import EvalResult, evaluate_samples
 from plugin.extract import extract_code
 from plugin.fingerprint import fingerprint, model_identity, text_sha256
 from plugin.generate import (
@@ -140,10 +140,6 @@ def _write_samples(path: Path, solutions: Mapping[str, str]) -> None:
     os.replace(tmp, path)
 
 
-def _count(verdicts: Mapping[str, TaskVerdict], key: str) -> int:
-    return sum(1 for v in verdicts.values() if getattr(v, key) == "pass")
-
-
 def run_benchmark(profile: Profile, server: LazyServer, dataset: Dataset, out_dir: Path,
                   options: RunOptions | None = None) -> BenchResult:
     """Generate, extract, evaluate in the sandbox, and score one profile on one dataset."""
@@ -183,7 +179,9 @@ def _result(profile: Profile, server: LazyServer, data: Dataset, full: Dataset, 
     stats = summarize(completions.values())
     verdicts = evaluation.verdicts
     n = len(data.tasks)
-    base, plus = _count(verdicts, "base_status"), _count(verdicts, "plus_status")
+    # EvalPlus's definition: a task passes "plus" when it passes base AND plus tests
+    base = sum(v.base_passed for v in verdicts.values())
+    plus = sum(v.plus_passed for v in verdicts.values())
     return BenchResult(
         profile=profile.name, display_name=profile.display_name, quant=profile.quant,
         dataset=data.name, dataset_version=data.version, dataset_sha256=data.sha256,

@@ -135,7 +135,7 @@ def harness_labels(*, run_id: str, role: str, profile: str | None = None) -> dic
 
 
 def container_name(profile: Profile, run_id: str) -> str:
-    return f"{HARNESS_NAME}-{profile.name}-{_NAME_UNSAFE.sub('_', run_id[:8])}"
+    return f"{HARNESS_NAME}-{profile.name}-{_NAME_UNSAFE.sub('_', run_id)}"
 
 
 def build_container_spec(profile: Profile, *, run_id: str,

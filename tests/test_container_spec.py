@@ -131,7 +131,7 @@ def test_spec_of_models_conf_profile(profiles: dict[str, Profile], name: str) ->
     assert dict(spec.environment) == {}
     assert dict(spec.ports) == {"8080/tcp": ("127.0.0.1", None)}
     assert dict(spec.labels) == expected_labels(name)
-    assert spec.name == f"llama-bench-{name}-01234567"
+    assert spec.name == f"llama-bench-{name}-{RUN_ID}"
 
 
 def test_ot_regex_reaches_command_byte_for_byte(profiles: dict[str, Profile]) -> None:
@@ -220,7 +220,7 @@ def test_custom_container_port(tmp_path: Path) -> None:
 
 def test_container_name_is_docker_safe(profiles: dict[str, Profile]) -> None:
     profile = profiles["bench-smoke"]
-    assert server.container_name(profile, "ab/c:d e-long") == "llama-bench-bench-smoke-ab_c_d_e"
+    assert server.container_name(profile, "ab/c:d e-long") == "llama-bench-bench-smoke-ab_c_d_e-long"
 
 
 # --------------------------------------------------------------------------- model files
