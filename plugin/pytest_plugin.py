@@ -6,6 +6,7 @@ plugin.runner, scoring in plugin.references, rendering in plugin.report.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
@@ -136,7 +137,8 @@ def _load(config: pytest.Config) -> BenchState:
         defaults = Defaults(models_dir=values["models-dir"], image=values["image"],
                             cpu_image=values["cpu-image"],
                             health_timeout=values["health-timeout"],
-                            max_tokens=values["max-tokens"])
+                            max_tokens=values["max-tokens"],
+                            docker_host=values["docker-host"], base_url=values["base-url"])
         conf = load_models_conf(_rooted(config, values["config"], "models.conf"), defaults)
         references = load_references(_rooted(config, values["references"],
                                              "reference-scores.json"))
@@ -192,8 +194,38 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.self_contained_html = True
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:  # xdist: share one run id with the workers
     node.workerinput["bench_run_id"] = state_of(node.config).run_id
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remove containers whose run died before its teardown (SIGKILL, the timeout
+    ``thread`` method): once per run (xdist controller), silently without Docker."""
+    config = session.config
+    if hasattr(config, "workerinput"):
+        return
+    from plugin.server import reap_engines
+
+    state = state_of(config)
+    hosts = [state.values["docker-host"]] + [p.docker_host for p in state.conf.bench_profiles
+                                             if not p.base_url]
+    reaped = reap_engines(hosts) + _reap_sandboxes()
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reaped and reporter is not None:
+        reporter.write_line(f"llama-bench: removed {len(reaped)} container(s) left by dead "
+                            f"runs: {', '.join(reaped)}")
+
+
+def _reap_sandboxes() -> list[str]:
+    """Sandbox containers of dead runs (plugin.evaluation labels them itself)."""
+    try:
+        from plugin.evaluation import reap_sandbox_containers
+
+        count = reap_sandbox_containers()
+    except Exception:  # no Docker here: nothing to reap
+        return []
+    return [f"{count} sandbox container(s)"] if count else []
 
 
 # ----------------------------------------------------------------- collection
@@ -234,16 +266,19 @@ def llama_server(bench_profile: Profile, bench_state: BenchState) -> Iterator[An
     stopped and removed at the end of the profile's tests, always. When every answer is
     already stored under the run's fingerprint, the server is never started.
     """
-    if not bench_profile.base_url and not bench_profile.model_path.exists():
-        pytest.skip(missing_model_reason(bench_profile))
-    from plugin.lazy_server import LazyServer
-    from plugin.server import docker_client
+    from plugin.lazy_server import DEFAULT_LOCK_DIR, LazyServer
+    from plugin.server import docker_client, engine_host, remote_hostname
 
+    local = not remote_hostname(engine_host(bench_profile))  # remote: files are over there
+    if not bench_profile.base_url and local and not bench_profile.model_path.exists():
+        pytest.skip(missing_model_reason(bench_profile))
     client = None
     if not bench_profile.base_url:
-        client = docker_client(bench_profile.docker_host or bench_state.values["docker-host"])
+        client = docker_client(bench_profile.docker_host)
+    lock_dir = bench_state.values["lock-dir"]
     server = LazyServer(bench_profile, run_id=bench_state.run_id, client=client,
-                        log_path=bench_state.reports_dir / bench_profile.name / "server.log")
+                        log_path=bench_state.reports_dir / bench_profile.name / "server.log",
+                        lock_dir=Path(lock_dir) if lock_dir else DEFAULT_LOCK_DIR)
     try:
         yield server
     finally:
@@ -334,12 +369,16 @@ def _progress_printer(config: pytest.Config, profile: str) -> Callable[[Any, Any
     if reporter is None or hasattr(config, "workerinput") or config.option.verbose < 0:
         return None
 
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
     def show(_completion: Any, progress: Any) -> None:
         step = max(1, progress.total // 10)
         if progress.done % step and progress.done != progress.total:
             return
         eta = f"{progress.eta_s:.0f}s" if progress.eta_s is not None else "-"
-        reporter.write_line(f"  [{profile}] generated {progress.done}/{progress.total}, "
-                            f"{progress.tokens_per_s:.1f} tok/s, ETA {eta}")
+        line = (f"[{profile}] generated {progress.done}/{progress.total}, "
+                f"{progress.tokens_per_s:.1f} tok/s, ETA {eta}")
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            reporter.write_line(line)
 
     return show
