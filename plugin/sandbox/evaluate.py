@@ -166,9 +166,13 @@ class _Referee:
         self.finished.add(job)
         if outcome.kind == "died":
             self._handle_death(outcome)
-        elif outcome.result is None:
-            runtime.emit("job_error", key=self.solutions[job]["key"],
-                         task_id=self.solutions[job]["task_id"], error=outcome.reason)
+        elif outcome.result is None:  # the checker itself failed (e.g. fork: pids exhausted)
+            self.disruptive.add(job)
+            if job in self.quarantined:
+                runtime.emit("job_error", key=self.solutions[job]["key"],
+                             task_id=self.solutions[job]["task_id"], error=outcome.reason)
+            else:
+                self._quarantine(job)
         else:
             self._handle_result(outcome, outcome.result)
         self._release_held()
