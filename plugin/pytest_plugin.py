@@ -181,7 +181,8 @@ def _runs_bench_tests(config: pytest.Config) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "bench_profiles(*patterns): run this benchmark test "
-                            "only for profiles whose name matches one of the fnmatch patterns")
+                            "only for profiles matching one of the fnmatch patterns; "
+                            "'!pattern' excludes")
     config.addinivalue_line("markers", "bench_dataset(name): the dataset a benchmark test "
                             "scores (humaneval or mbpp)")
     state = _load(config)
@@ -235,8 +236,11 @@ def _selected_profiles(metafunc: pytest.Metafunc, conf: ModelsConf) -> list[Prof
     marker = metafunc.definition.get_closest_marker("bench_profiles")
     profiles = conf.bench_profiles
     if marker:
-        profiles = [p for p in profiles if any(fnmatch.fnmatch(p.name, pat)
-                                               for pat in marker.args)]
+        include = [pat for pat in marker.args if not pat.startswith("!")]
+        exclude = [pat[1:] for pat in marker.args if pat.startswith("!")]
+        profiles = [p for p in profiles
+                    if (not include or any(fnmatch.fnmatch(p.name, pat) for pat in include))
+                    and not any(fnmatch.fnmatch(p.name, pat) for pat in exclude)]
     return profiles
 
 

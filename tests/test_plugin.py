@@ -140,5 +140,5 @@ def test_project_k_qwen3_collects_the_three_qwen3_profiles():
     out = subprocess.run([sys.executable, "-m", "pytest", "bench_tests", "-k", "qwen3",
                           "--collect-only", "-q"], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout
-    ids = sorted(line.split("[")[1].rstrip("]") for line in out.splitlines() if "::" in line)
-    assert ids == ["bench-qwen3-coder", "bench-qwen3-coder-q5", "bench-qwen3-coder-q6k"]
+    ids = {line.split("[")[1].rstrip("]") for line in out.splitlines() if "::" in line}
+    assert ids == {"bench-qwen3-coder", "bench-qwen3-coder-q5", "bench-qwen3-coder-q6k"}
