@@ -81,6 +81,10 @@ class Defaults:
     cpu_image: str | None = None
     health_timeout: float | None = None
     max_tokens: int | None = None
+    #: Docker engine for profiles without their own DOCKER_HOST (replaces [DEFAULT]'s).
+    docker_host: str | None = None
+    #: Running server every profile is benchmarked against (replaces every BASE_URL).
+    base_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -386,6 +390,13 @@ def _image(section: _Section, gpus: tuple[str, ...], defaults: Defaults) -> str:
     return defaults.cpu_image or section.get("CPU_IMAGE") or "ghcr.io/ggml-org/llama.cpp:server"
 
 
+def _docker_host(section: _Section, defaults: Defaults) -> str | None:
+    """The profile's own DOCKER_HOST, else the option's, else [DEFAULT]'s (like MODELS_DIR)."""
+    if section.explicit("DOCKER_HOST"):
+        return section.get("DOCKER_HOST") or None
+    return defaults.docker_host or section.get("DOCKER_HOST") or None
+
+
 def _build_profile(section: _Section, path: Path, defaults: Defaults) -> Profile:
     _check_keys(section)
     model = section.required("MODEL")
@@ -408,8 +419,8 @@ def _build_profile(section: _Section, path: Path, defaults: Defaults) -> Profile
         health_timeout=defaults.health_timeout or section.number("HEALTH_TIMEOUT", 600.0),
         thinking=section.choice("THINKING", ("auto", "on", "off"), "auto") or "auto",
         reasoning_effort=section.get("REASONING_EFFORT") or None,
-        docker_host=section.get("DOCKER_HOST") or None,
-        base_url=section.get("BASE_URL") or None,
+        docker_host=_docker_host(section, defaults),
+        base_url=defaults.base_url or section.get("BASE_URL") or None,
         quant=section.get("QUANT") or guess_quant(model),
         code_from_reasoning=section.choice("CODE_FROM_REASONING", ("off", "on"), "off") == "on",
         source=path,

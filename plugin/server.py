@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -142,7 +142,7 @@ def build_container_spec(profile: Profile, *, run_id: str,
                          container_port: int = CONTAINER_PORT) -> ContainerSpec:
     """The container for ``profile``: model folder read-only at /models, port on loopback."""
     mount_source, model_in_container = model_mount(profile)
-    publish_on = "0.0.0.0" if remote_hostname(profile.docker_host) else "127.0.0.1"
+    publish_on = "0.0.0.0" if remote_hostname(engine_host(profile)) else "127.0.0.1"
     return ContainerSpec(
         image=profile.image,
         command=server_command(profile, model_in_container, container_port),
@@ -193,6 +193,12 @@ def device_requests(gpus: tuple[str, ...]) -> tuple[DeviceRequest, ...]:
     return (DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]]),)
 
 
+def engine_host(profile: Profile) -> str | None:
+    """The profile's Docker engine: its DOCKER_HOST (or --bench-docker-host), else the
+    DOCKER_HOST environment variable; None means the local socket."""
+    return profile.docker_host or os.environ.get("DOCKER_HOST") or None
+
+
 def remote_hostname(docker_host: str | None) -> str | None:
     """Host name of a tcp:// or ssh:// engine (where published ports live), else None."""
     if not docker_host:
@@ -217,7 +223,7 @@ def model_files(profile: Profile) -> list[Path]:
 
 def check_model_files(profile: Profile) -> None:
     """ModelFileMissingError (with the fix) unless the model and all its shards exist."""
-    if profile.base_url or remote_hostname(profile.docker_host):
+    if profile.base_url or remote_hostname(engine_host(profile)):
         return  # an external server, or files on the remote engine's disk
     files = model_files(profile)
     if not files[0].exists():
@@ -479,6 +485,24 @@ def reap_stale_containers(client: DockerClient, *,
     return reaped
 
 
+def reap_engines(hosts: Iterable[str | None], *, timeout: int = 5) -> list[str]:
+    """:func:`reap_stale_containers` on each engine (None: DOCKER_HOST or the local socket);
+    names removed. Engines that do not answer within ``timeout`` seconds are skipped."""
+    reaped: list[str] = []
+    for host in dict.fromkeys(host or None for host in hosts):
+        try:
+            client = docker_client(host, timeout=timeout)
+        except DockerUnavailableError:
+            continue
+        try:
+            reaped += reap_stale_containers(client)
+        except (DockerException, OSError):
+            pass  # the engine went away meanwhile: nothing to do now
+        finally:
+            client.close()
+    return reaped
+
+
 def _owner_alive(pid_label: str | None) -> bool:
     if not pid_label or not pid_label.isdigit() or int(pid_label) <= 0:
         return False
@@ -542,8 +566,7 @@ def llama_server(profile: Profile, *, log_path: Path, run_id: str,
     try:
         spec = build_container_spec(profile, run_id=run_id)
         _require_image(client, profile)
-        container = _create(client, spec)
-        _register(client, container.id, spec.name)
+        container = _create_registered(client, spec)
         pump: _LogPump | None = None
         handle: ServerHandle | None = None
         try:
@@ -580,6 +603,20 @@ def _require_image(client: DockerClient, profile: Profile) -> None:
             f"  fix: docker pull {profile.image}, or build the local CPU image with "
             "docker/llama-server/build-debian.sh and pass --bench-cpu-image / --bench-image"
         ) from None
+
+
+def _create_registered(client: DockerClient, spec: ContainerSpec) -> Any:
+    """Create and register for cleanup; interrupted half-way (Ctrl-C, a pytest-timeout
+    signal), the container may exist without us knowing its id: remove it by name."""
+    try:
+        container = _create(client, spec)
+        _register(client, container.id, spec.name)
+    except ServerStartError:
+        raise  # Docker refused: nothing was created (a name clash is another run's)
+    except BaseException:
+        _remove_container(client, spec.name, spec.name, graceful=False)
+        raise
+    return container
 
 
 def _create(client: DockerClient, spec: ContainerSpec) -> Any:
@@ -653,7 +690,7 @@ def _base_url(profile: Profile, info: Mapping[str, Any],
     ports = (info.get("NetworkSettings") or {}).get("Ports") or {}
     for binding in ports.get(f"{container_port}/tcp") or []:
         if binding.get("HostPort"):
-            host = remote_hostname(profile.docker_host) or "127.0.0.1"
+            host = remote_hostname(engine_host(profile)) or "127.0.0.1"
             host = f"[{host}]" if ":" in host else host
             return f"http://{host}:{binding['HostPort']}"
     return None

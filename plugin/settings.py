@@ -88,8 +88,16 @@ SETTINGS: tuple[Setting, ...] = (
             "not applied to partial runs)", kind=_non_negative_int, metavar="N"),
     Setting("concurrency", "requests in flight per server (default: the profile's -np slots)",
             kind=int, metavar="N"),
-    Setting("docker-host", "Docker engine for all profiles (unix://, tcp://, ssh://); "
-            "default: DOCKER_HOST or the local socket", metavar="URL"),
+    Setting("docker-host", "Docker engine for profiles without their own DOCKER_HOST "
+            "(unix://, tcp://, ssh://); replaces DOCKER_HOST of [DEFAULT]; default: the "
+            "DOCKER_HOST environment variable or the local socket", metavar="URL"),
+    Setting("base-url", "benchmark every selected profile against this running "
+            "OpenAI-compatible server (e.g. http://gpu-box:8080) instead of starting one: "
+            "no container, no GPU lock; select the profile that describes it with -k",
+            metavar="URL"),
+    Setting("lock-dir", "directory of the per-GPU lock files shared by xdist workers and "
+            "concurrent runs on this machine (default: /tmp/llama-bench-locks)",
+            metavar="DIR"),
 )
 
 BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
