@@ -1,21 +1,21 @@
-"""HumanEval+ (164 tasks): pass@1 of every bench profile against its reference.
+"""HumanEval+ (164 tasks): pass@1 of every bench profile, judged by the full gate.
 
 Runs once per ``bench-*`` profile of models.conf (ids are profile names, so
 ``pytest bench_tests -k qwen3`` selects the Qwen3 profiles). The ``bench_result`` fixture
 starts the profile's llama-server, generates one greedy answer per task, evaluates them in
 the sandbox and returns the scores; an infrastructure failure there is a test *error*.
+``bench_gate`` is the gate's verdict (README "Gate"): reference - tolerance, and the
+exact McNemar test on the tasks that flipped against the profile's pinned baseline run.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from plugin.references import gate
-
 pytestmark = pytest.mark.bench_dataset("humaneval")
 
 
-def test_humaneval_plus(bench_result, bench_reference):
+def test_humaneval_plus(bench_result, bench_gate):
     r = bench_result
     assert not r.no_answer, (
         f"{len(r.no_answer)} task(s) got no answer (empty content); "
@@ -23,5 +23,4 @@ def test_humaneval_plus(bench_result, bench_reference):
         f"budget: {r.no_answer[:10]}. See {r.out_dir}/completions.jsonl (reasoning_content); "
         "raise MAX_TOKENS or set THINKING=off for the profile in models.conf")
     assert not r.unjudged, f"{len(r.unjudged)} task(s) have no verdict: {r.unjudged[:10]}"
-    outcome = gate(r.plus_pass_at_1, bench_reference, partial=r.partial)
-    assert outcome.ok, outcome.message
+    assert bench_gate.ok, bench_gate.message

@@ -10,11 +10,12 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from plugin import cli
+from plugin import cli, report_cli
 
 Command = Callable[[argparse.Namespace], int]
 COMMANDS: Sequence[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], Command]] = (
     cli.add_evaluate_parser,
+    report_cli.add_report_parser,
 )
 
 

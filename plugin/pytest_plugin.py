@@ -37,11 +37,62 @@ class BenchState:
         self.run_id = run_id
         self.results: dict[tuple[str, str], Any] = {}  # (profile, dataset) -> BenchResult
         self.rows: list[dict[str, Any]] = []  # report rows, collected from test reports
+        self.gates: dict[tuple[str, str], tuple[dict[str, Any], Any]] = {}  # key -> row, gate
+        self.started = _utc_now()
 
     @property
     def reports_dir(self) -> Path:
         path = Path(self.values["reports-dir"])
         return path if path.is_absolute() else self.config.rootpath / path
+
+    @property
+    def history_path(self) -> Path:
+        value = self.values["history"]
+        path = Path(value) if value else self.reports_dir / "history.sqlite"
+        return path if path.is_absolute() else self.config.rootpath / path
+
+    def assess(self, key: tuple[str, str], result: Any,
+               reference: Any) -> tuple[dict[str, Any], Any]:
+        """Judge with the full gate and store in the history, once per profile x dataset."""
+        if key not in self.gates:
+            from plugin.history import Session
+            from plugin.runner import machine
+
+            session = Session(self.run_id, machine(), self.started,
+                              " ".join(self.config.invocation_params.args),
+                              tuple(self.references.published_json()))
+            self.gates[key] = html.assess(self.history_path, session, result, reference,
+                                          alpha=self.values["alpha"],
+                                          pin=bool(self.values["update-baseline"]))
+        return self.gates[key]
+
+    def _trend(self) -> dict[str, Any]:
+        from plugin import history
+
+        if not self.history_path.exists():
+            return {}
+        with history.opened(self.history_path) as conn:
+            return html.trend_for_plot(history.trend(conn))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Any:
+        """Per-test extras for pytest-html: gate detail, flipped tasks, server log tail."""
+        report = yield
+        row = _row_of(report)
+        if row and report.when == "call":
+            from pytest_html import extras
+
+            from plugin import history
+
+            with history.opened(self.history_path) as conn:
+                flipped = history.flipped_tasks(conn, row["run_id"])
+            log = self.reports_dir / row["profile"] / "server.log"
+            tail = "\n".join(log.read_text(encoding="utf-8", errors="replace")
+                             .splitlines()[-30:]) if log.exists() else ""
+            report.extras = [*getattr(report, "extras", []),
+                             *(extras.html(part) for part in
+                               html.test_extras_html(row, flipped, tail))]
+        return report
 
     # ------------------------------------------------------------- report hooks
 
@@ -57,7 +108,8 @@ class BenchState:
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_summary(self, prefix: list[str], summary: list[str],
                                     postfix: list[str], session: pytest.Session) -> None:
-        postfix.extend(html.summary_sections(self.rows, self.references))
+        postfix.extend(html.summary_sections(self.rows, self.references.published,
+                                             self._trend()))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_report_title(self, report: Any) -> None:
@@ -79,12 +131,8 @@ class BenchState:
         self._write_outputs()
 
     def _write_outputs(self) -> None:
-        self.reports_dir.mkdir(parents=True, exist_ok=True)
-        (self.reports_dir / "REPORT.md").write_text(
-            html.markdown_report(self.rows, self.references), encoding="utf-8")
-        (self.reports_dir / "summary.json").write_text(
-            json.dumps({"run_id": self.run_id, "results": self.rows}, indent=1),
-            encoding="utf-8")
+        html.write_outputs(self.reports_dir, html.render_outputs(
+            self.run_id, self.rows, self.references.published, self._trend()))
 
 
 def _row_of(report: pytest.TestReport) -> dict[str, Any] | None:
@@ -149,6 +197,12 @@ def _load(config: pytest.Config) -> BenchState:
     return BenchState(config, values, conf, references, run_id)
 
 
+def _utc_now() -> str:
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _new_run_id() -> str:
     import datetime
     import secrets
@@ -193,6 +247,9 @@ def pytest_configure(config: pytest.Config) -> None:
         if not config.option.htmlpath:
             config.option.htmlpath = str(state.reports_dir / "report.html")
             config.option.self_contained_html = True
+    if wants_report and hasattr(config.option, "xmlpath") and not config.option.xmlpath:
+        # JUnit XML for CI, next to the html
+        config.option.xmlpath = str(state.reports_dir / "junit.xml")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -349,8 +406,16 @@ def bench_result(bench_profile: Profile, llama_server: Any, bench_state: BenchSt
                 f"{llama_server.log_tail(30)}") from exc
     result = bench_state.results[key]
     reference = bench_reference_for(bench_state, bench_profile, dataset)
-    record_property(RESULT_PROPERTY, json.dumps(html.result_row(result, reference)))
+    row, _outcome = bench_state.assess(key, result, reference)
+    record_property(RESULT_PROPERTY, json.dumps(row))
     return result
+
+
+@pytest.fixture
+def bench_gate(bench_result: Any, bench_profile: Profile, bench_state: BenchState,
+               request: pytest.FixtureRequest) -> Any:
+    """The full gate's GateOutcome for the test's result (README "Gate")."""
+    return bench_state.gates[(bench_profile.name, _dataset_of(request))][1]
 
 
 def bench_reference_for(state: BenchState, profile: Profile, dataset: str) -> Any:

@@ -1,17 +1,51 @@
-"""Reference scores (``reference-scores.json``) and the pass@1 gate against them."""
+"""Reference scores (``reference-scores.json``) and the regression gate.
+
+The gate (README "Gate", docs/GATE.md) judges one profile x dataset result against
+
+- the profile's *reference*: its entry in reference-scores.json (published score, a
+  designed score, or a local baseline written down there), or else its pinned baseline
+  run from the history database; the run fails when plus pass@1 < reference - tolerance;
+- the profile's *pinned baseline run* (history database), task by task: the tasks that
+  went pass -> fail and fail -> pass, and an exact McNemar test on them; a significant
+  drop fails even inside the tolerance, an insignificant wobble passes (and is listed).
+
+A rise beyond the tolerance (or a significant rise against the baseline) passes with a
+flag: nobody should trust a score that jumped without a reason.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from plugin.errors import ConfigError
+from plugin.stats import Paired, paired_compare
 
 #: dataset name -> key of the plus score in reference-scores.json
 PLUS_KEY = {"humaneval": "humaneval_plus", "mbpp": "mbpp_plus"}
+
+#: significance level of the McNemar test when none is configured
+DEFAULT_ALPHA = 0.05
+
+PROVENANCE_KINDS = ("published", "designed", "local baseline", "none")
+
+# gate statuses
+PASS = "pass"
+FAIL_TOLERANCE = "fail_tolerance"
+FAIL_DROP = "fail_drop"
+FLAGGED_RISE = "flagged_rise"
+NO_BASELINE = "no_baseline"
+PARTIAL = "partial"
+FAILING = frozenset({FAIL_TOLERANCE, FAIL_DROP})
+#: what the report shows for each status
+STATUS_LABEL = {
+    PASS: "pass", FAIL_TOLERANCE: "FAIL (tolerance)", FAIL_DROP: "FAIL (significant drop)",
+    FLAGGED_RISE: "pass, flagged rise", NO_BASELINE: "no baseline yet",
+    PARTIAL: "partial (not gated)",
+}
 
 
 @dataclass(frozen=True)
@@ -23,6 +57,7 @@ class Reference:
     tolerance_pp: float
     provenance: str
     reference_model: str | None = None
+    provenance_kind: str = "none"
 
 
 @dataclass(frozen=True)
@@ -41,19 +76,54 @@ class References:
 
     def for_profile(self, profile: str, dataset: str,
                     tolerance_pp: float | None = None) -> Reference:
+        """The profile's reference; ``tolerance_pp`` (the option) replaces the file's
+        default tolerance, a profile's own ``tolerance_pp`` wins over both."""
         entry = self.profiles.get(profile, {})
-        plus_key = PLUS_KEY[dataset]
         tolerance = entry.get("tolerance_pp")
         if tolerance is None:
             tolerance = tolerance_pp if tolerance_pp is not None else self.default_tolerance_pp
+        kind, text = provenance_text(entry.get("provenance"))
         return Reference(
             profile=profile, dataset=dataset,
-            plus_pass_at_1=entry.get(plus_key),
+            plus_pass_at_1=entry.get(PLUS_KEY[dataset]),
             base_pass_at_1=entry.get(dataset),
             tolerance_pp=float(tolerance),
-            provenance=str(entry.get("provenance") or "no entry in reference-scores.json"),
+            provenance=text or "no entry in reference-scores.json",
             reference_model=entry.get("reference_model"),
+            provenance_kind=kind,
         )
+
+    def published_json(self) -> list[dict[str, Any]]:
+        """The published scores as plain JSON (stored with every run in the history)."""
+        return [{"model": p.model, "source": p.source, **dict(p.scores)}
+                for p in self.published]
+
+
+def provenance_text(value: Any) -> tuple[str, str]:
+    """(kind, one-line text) of a provenance entry: a string or an object."""
+    if value is None:
+        return "none", ""
+    if isinstance(value, str):
+        return "none", value
+    kind = str(value.get("kind", "none"))
+    parts = [] if kind == "none" else [kind]
+    if value.get("source"):
+        parts.append(str(value["source"]))
+    if value.get("run_id"):
+        parts.append(f"run {value['run_id']}")
+    if value.get("fingerprint"):
+        parts.append(f"fingerprint {str(value['fingerprint'])[:12]}")
+    if value.get("note"):
+        parts.append(str(value["note"]))
+    if kind == "none":
+        return kind, ", ".join(parts)
+    return kind, ": ".join(parts[:2]) + "".join(f", {p}" for p in parts[2:])
+
+
+def published_from_json(items: Sequence[Mapping[str, Any]]) -> tuple[Published, ...]:
+    return tuple(Published(model=str(i["model"]), source=str(i.get("source", "")),
+                           scores={k: v for k, v in i.items() if k not in ("model", "source")})
+                 for i in items)
 
 
 def load_references(path: Path) -> References:
@@ -71,24 +141,85 @@ def load_references(path: Path) -> References:
         Published(model=name, source=str(entry.get("source", "")),
                   scores={k: v for k, v in entry.items() if k != "source"})
         for name, entry in data.get("models", {}).items())
+    profiles = data.get("profiles", {})
+    for name, entry in profiles.items():
+        _check_profile(path, name, entry)
     return References(path=path,
                       default_tolerance_pp=float(meta.get("default_tolerance_pp", 5.0)),
-                      profiles=data.get("profiles", {}), published=published)
+                      profiles=profiles, published=published)
+
+
+def _check_profile(path: Path, name: str, entry: Mapping[str, Any]) -> None:
+    def bad(message: str, fix: str) -> ConfigError:
+        return ConfigError(f"profile {name!r}: {message}", path=str(path), fix=fix)
+
+    for key in (*PLUS_KEY, *PLUS_KEY.values(), "tolerance_pp"):
+        value = entry.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not 0 <= value <= 100):
+            raise bad(f"{key} = {value!r} is not a percentage",
+                      f"write {key} as a number of percent (80.49) or null")
+    prov = entry.get("provenance")
+    if prov is None or isinstance(prov, str):
+        return
+    kind = prov.get("kind") if isinstance(prov, Mapping) else None
+    if kind not in PROVENANCE_KINDS:
+        raise bad(f"provenance kind {kind!r} is unknown",
+                  f"use one of {', '.join(PROVENANCE_KINDS)}")
+    if kind == "published" and not prov.get("source"):
+        raise bad("a published score needs its source", "add provenance.source")
+    if kind == "local baseline" and not (prov.get("run_id") and prov.get("fingerprint")):
+        raise bad("a local baseline needs run_id and fingerprint",
+                  "copy them from `python -m plugin report --baselines`")
+
+
+# ---------------------------------------------------------------------------- the gate
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A pinned baseline run (from the history database)."""
+
+    run_id: str
+    fingerprint: str
+    plus_pass_at_1: float  # percent
+    n_tasks: int
+    partial: bool
+    passed: Mapping[str, bool] = field(repr=False)  # task -> passed base and plus
+    pinned_at: str = ""
 
 
 @dataclass(frozen=True)
 class GateOutcome:
-    status: str  # pass | fail | no_reference | partial
+    status: str
     delta_pp: float | None
     message: str
+    reference: float | None = None  # the reference the tolerance was applied to
+    reference_source: str = ""  # provenance of that reference
+    tolerance_pp: float | None = None
+    alpha: float = DEFAULT_ALPHA
+    baseline_run: str | None = None
+    baseline_fingerprint: str | None = None
+    paired: Paired | None = None
 
     @property
     def ok(self) -> bool:
-        return self.status != "fail"
+        return self.status not in FAILING and self.status != "fail"
+
+    @property
+    def flagged(self) -> bool:
+        return self.status == FLAGGED_RISE
+
+    @property
+    def label(self) -> str:
+        return STATUS_LABEL.get(self.status, self.status)
 
 
 def gate(plus_pass_at_1: float, reference: Reference, *, partial: bool = False) -> GateOutcome:
-    """Fail when plus pass@1 < reference - tolerance (all in percentage points)."""
+    """The tolerance part alone: fail when plus pass@1 < reference - tolerance (pp).
+
+    Kept for callers without a history; :func:`judge` is the full gate.
+    """
     ref = reference.plus_pass_at_1
     if partial:
         return GateOutcome("partial", None, "partial run (--bench-limit): gate not applied")
@@ -107,3 +238,84 @@ def gate(plus_pass_at_1: float, reference: Reference, *, partial: bool = False) 
     return GateOutcome("pass", delta,
                        f"{reference.profile}: {plus_pass_at_1:.2f}% vs reference {ref:.2f}% "
                        f"(delta {delta:+.2f} pp, tolerance {reference.tolerance_pp:.2f} pp)")
+
+
+def baseline_provenance(baseline: Baseline) -> str:
+    return f"local baseline: run {baseline.run_id}, fingerprint {baseline.fingerprint[:12]}"
+
+
+def _effective_reference(reference: Reference,
+                         baseline: Baseline | None) -> tuple[float | None, str]:
+    if reference.plus_pass_at_1 is not None:
+        return float(reference.plus_pass_at_1), reference.provenance
+    if baseline is not None and not baseline.partial:
+        return baseline.plus_pass_at_1, baseline_provenance(baseline)
+    return None, ""
+
+
+def _list(tasks: tuple[str, ...], limit: int = 10) -> str:
+    more = f" (+{len(tasks) - limit} more)" if len(tasks) > limit else ""
+    return ", ".join(tasks[:limit]) + more
+
+
+def _paired_text(paired: Paired, alpha: float) -> str:
+    verdict = "significant" if paired.p_value < alpha else "not significant"
+    text = (f"vs baseline on {paired.n_common} common tasks: {paired.b} pass->fail, "
+            f"{paired.c} fail->pass, exact McNemar p = {paired.p_value:.3g} "
+            f"({verdict} at alpha {alpha:g})")
+    if paired.regressed:
+        text += f"; pass->fail: {_list(paired.regressed)}"
+    if paired.fixed:
+        text += f"; fail->pass: {_list(paired.fixed)}"
+    return text
+
+
+def judge(plus_pass_at_1: float, passed: Mapping[str, bool], reference: Reference,
+          baseline: Baseline | None, *, partial: bool = False,
+          alpha: float = DEFAULT_ALPHA) -> GateOutcome:
+    """The full gate (README "Gate"). ``passed``: task -> passed base and plus.
+
+    In order: below reference - tolerance -> fail_tolerance; significant McNemar drop
+    against the baseline -> fail_drop; above reference + tolerance, or a significant
+    McNemar rise -> flagged_rise (passes); neither reference nor baseline ->
+    no_baseline (passes). A partial run (--bench-limit) is compared with the baseline
+    task by task only, never with the reference (status partial without a baseline).
+    """
+    ref, source = _effective_reference(reference, baseline)
+    paired = paired_compare(baseline.passed, passed) if baseline is not None else None
+    delta = round(plus_pass_at_1 - ref, 2) if ref is not None else None
+    status, why = _decide(plus_pass_at_1, None if partial else ref, reference.tolerance_pp,
+                          paired, alpha, baseline is not None, partial)
+    head = f"{reference.profile}: {reference.dataset}+ pass@1 {plus_pass_at_1:.2f}%"
+    if ref is not None and not partial:
+        head += (f", reference {ref:.2f}% +/- {reference.tolerance_pp:.2f} pp "
+                 f"(delta {delta:+.2f} pp; {source})")
+    tail = f"; {_paired_text(paired, alpha)}" if paired is not None else ""
+    return GateOutcome(
+        status, delta, f"{head}: {why}{tail}", reference=ref, reference_source=source,
+        tolerance_pp=reference.tolerance_pp, alpha=alpha,
+        baseline_run=baseline.run_id if baseline else None,
+        baseline_fingerprint=baseline.fingerprint if baseline else None, paired=paired)
+
+
+def _decide(score: float, ref: float | None, tol: float, paired: Paired | None, alpha: float,
+            has_baseline: bool, partial: bool) -> tuple[str, str]:
+    """(status, reason); ``ref`` is None when the tolerance does not apply."""
+    significant = paired is not None and paired.p_value < alpha
+    if ref is not None and score + 1e-9 < ref - tol:
+        return FAIL_TOLERANCE, f"FAIL: below reference - tolerance = {ref - tol:.2f}%"
+    if significant and paired is not None and paired.b > paired.c:
+        return FAIL_DROP, "FAIL: significant drop against the pinned baseline"
+    if ref is not None and score - 1e-9 > ref + tol:
+        return FLAGGED_RISE, (f"above reference + tolerance = {ref + tol:.2f}%: passes, "
+                              "flagged for review (new template? leaked answers? evaluator?)")
+    if significant:
+        return FLAGGED_RISE, ("significantly better than the pinned baseline: passes, "
+                              "flagged for review")
+    if not has_baseline and (ref is None or partial):
+        if partial:
+            return PARTIAL, ("partial run (--bench-limit) without a pinned baseline: "
+                             "not gated")
+        return NO_BASELINE, ("no reference and no pinned baseline yet: passes; pin one "
+                             "with --bench-update-baseline")
+    return PASS, "pass"

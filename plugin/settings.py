@@ -49,6 +49,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise ValueError("must be between 0 and 1")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -79,6 +86,14 @@ SETTINGS: tuple[Setting, ...] = (
             "rootdir)", metavar="PATH"),
     Setting("tolerance", "default tolerance in percentage points below the reference pass@1",
             default=5.0, kind=float, metavar="PP"),
+    Setting("alpha", "significance level of the exact McNemar test against the pinned "
+            "baseline: a drop with p < alpha fails even inside the tolerance",
+            default=0.05, kind=_probability, metavar="P"),
+    Setting("update-baseline", "pin this run's results as the new baseline of each profile x "
+            "dataset (history database); the run is still judged against the old one",
+            flag=True),
+    Setting("history", "history database (SQLite) every result is stored in (default: "
+            "history.sqlite in the reports dir)", metavar="PATH"),
     Setting("sandbox", "where generated code runs: docker (sandbox container) or local "
             "(a subprocess on this machine: NOT a sandbox)", default="docker",
             choices=("docker", "local")),

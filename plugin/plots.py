@@ -1,0 +1,109 @@
+"""Plots for the reports, as inline SVG strings (matplotlib, headless Agg backend).
+
+Three figures: pass@1 per profile with 95 % Wilson intervals against the references; the
+history trend per profile; throughput. Output is deterministic for equal input (fixed
+SVG hash salt, no date metadata), so rebuilt reports compare equal.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from plugin.stats import wilson_interval
+
+plt.rcParams.update({"svg.hashsalt": "llama-bench", "svg.fonttype": "none",
+                     "font.size": 9, "axes.grid": True, "grid.alpha": 0.3})
+
+
+def _svg(fig: Figure) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]  # drop the XML prolog and doctype: inline SVG
+
+
+def _label(row: Mapping[str, Any]) -> str:
+    return f"{row['profile']} ({row['dataset']})"
+
+
+def pass_at_1_svg(rows: Sequence[Mapping[str, Any]]) -> str:
+    """plus pass@1 per profile with its 95 % interval; reference +/- tolerance as a band."""
+    fig, ax = plt.subplots(figsize=(7.5, 0.5 + 0.45 * max(1, len(rows))))
+    for i, row in enumerate(rows):
+        low, high = row["plus_ci"]
+        value = row["plus_pass_at_1"]
+        ax.errorbar([value], [i], xerr=[[value - low], [high - value]], fmt="o",
+                    color="tab:blue", capsize=3, label="plus pass@1, 95% CI" if i == 0 else None)
+        ref = row.get("reference")
+        if ref is not None:
+            tol = row.get("tolerance_pp") or 0.0
+            ax.plot([ref], [i], marker="|", markersize=14, color="tab:red",
+                    label="reference" if i == 0 else None)
+            if tol:
+                ax.barh([i], [2 * tol], left=[ref - tol], height=0.5, color="tab:red",
+                        alpha=0.15)
+    ax.set_yticks(range(len(rows)), [_label(r) for r in rows])
+    ax.set_xlim(0, 100)
+    ax.invert_yaxis()
+    ax.set_xlabel("pass@1 (%)")
+    ax.set_title("plus pass@1 with 95% Wilson interval vs reference (band: tolerance)")
+    if rows:
+        ax.legend(loc="lower right", fontsize=8)
+    return _svg(fig)
+
+
+def trend_svg(trend: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """plus pass@1 of every stored run per profile over time (run order); pins marked."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    for label, points in sorted(trend.items()):
+        xs = list(range(1, len(points) + 1))
+        ys = [p["plus_pass_at_1"] for p in points]
+        cis = [wilson_interval(p["plus_passed"], p["n_tasks"]).percent() for p in points]
+        line = ax.plot(xs, ys, marker="o", label=label)[0]
+        ax.fill_between(xs, [c[0] for c in cis], [c[1] for c in cis],
+                        color=line.get_color(), alpha=0.12)
+        pinned = [(x, p["plus_pass_at_1"]) for x, p in zip(xs, points, strict=True)
+                  if p.get("pinned")]
+        if pinned:
+            ax.plot(*zip(*pinned, strict=True), marker="s", linestyle="none", markersize=9,
+                    markerfacecolor="none", color=line.get_color())
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("run (oldest first; square = pinned baseline)")
+    ax.set_ylabel("plus pass@1 (%)")
+    ax.set_title("History: plus pass@1 per profile (band: 95% interval)")
+    if trend:
+        ax.legend(fontsize=7, loc="lower left")
+    return _svg(fig)
+
+
+def throughput_svg(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Generation tokens/s and wall time (load, generation, evaluation) per profile."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7.5, 0.8 + 0.45 * max(1, len(rows))),
+                                      sharey=True)
+    ys = list(range(len(rows)))
+    left.barh(ys, [r.get("tokens_per_s") or 0.0 for r in rows], color="tab:green")
+    left.set_xlabel("generation tokens/s")
+    parts = (("load_time_s", "load", "tab:gray"), ("gen_wall_s", "generate", "tab:blue"),
+             ("eval_wall_s", "evaluate", "tab:orange"))
+    start = [0.0] * len(rows)
+    for key, name, color in parts:
+        widths = [float(r.get(key) or 0.0) for r in rows]
+        right.barh(ys, widths, left=start, color=color, label=name)
+        start = [s + w for s, w in zip(start, widths, strict=True)]
+    right.set_xlabel("wall time (s)")
+    left.set_yticks(ys, [_label(r) for r in rows])
+    left.invert_yaxis()
+    if rows:
+        right.legend(fontsize=7, loc="lower right")
+    fig.suptitle("Throughput")
+    return _svg(fig)
