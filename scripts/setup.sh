@@ -2,7 +2,7 @@
 # Prepare this machine to run the tests and benchmarks; safe to run again and again.
 #
 # Steps (each prints one line and is skipped when already done):
-#   1. apt      install docker.io, debootstrap (and python3-venv, make) when missing
+#   1. apt      install docker.io, debootstrap, chromium (and python3-venv, make) when missing
 #   2. docker   start dockerd in the background when the engine does not answer
 #   3. venv     .venv with `pip install -e '.[dev]'` (again when pyproject.toml changes)
 #   4. images   local/llama.cpp:server and local/bench-sandbox:latest from Debian packages
@@ -49,13 +49,14 @@ missing=()
 have dockerd || missing+=(docker.io)
 have debootstrap || missing+=(debootstrap)
 have make || missing+=(make)
+have chromium || missing+=(chromium)  # tests/test_report_browser.py renders report.html
 if ! flag BENCH_SKIP_VENV && ! python_ok; then
     [[ "$BASE_PYTHON" == python3 ]] || die "$BASE_PYTHON is not Python >= 3.10 with venv"
     missing+=(python3 python3-venv python3-pip)
 fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-    log "apt: docker.io, debootstrap, make, python3-venv present (skipped)"
+    log "apt: docker.io, debootstrap, make, chromium, python3-venv present (skipped)"
 else
     hint="install as root: apt-get update && apt-get install -y ${missing[*]}"
     flag BENCH_SKIP_APT && die "missing ${missing[*]} and BENCH_SKIP_APT=1; $hint"
