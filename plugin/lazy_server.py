@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 class LazyServer:
     """Starts the profile's server on first :meth:`get`; :meth:`close` tears it down."""
 
+    lock_poll_s = POLL_S  # how often a waiting GPU lock is retried
+
     def __init__(self, profile: Profile, *, log_path: Path, run_id: str,
                  client: Any | None = None, lock_dir: Path | None = None) -> None:
         self.profile = profile
@@ -87,7 +89,7 @@ class LazyServer:
         directory = self.lock_dir / engine_key(self.client, engine_host(self.profile))
         started = time.monotonic()
         self._stack.enter_context(gpu_locks(self.profile.gpus, directory,
-                                            on_wait=self._waiting))
+                                            poll_s=self.lock_poll_s, on_wait=self._waiting))
         self.lock_wait_s = time.monotonic() - started
 
     def _waiting(self, lock: Path) -> None:

@@ -96,6 +96,12 @@ def profiles() -> dict[str, Profile]:
     return dict(load_models_conf(CONF, Defaults()).profiles)
 
 
+@pytest.fixture(autouse=True)
+def _local_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DOCKER_HOST=tcp://... of the machine running the tests would change the ports."""
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+
+
 def conf_profile(tmp_path: Path, body: str, name: str = "bench-x") -> Profile:
     path = tmp_path / "models.conf"
     path.write_text(f"[{name}]\nNAME=x\nCTX_SIZE=512\n{body}", encoding="utf-8")
@@ -211,6 +217,41 @@ def test_remote_engine_publishes_on_all_interfaces(tmp_path: Path) -> None:
     assert server.remote_hostname(None) is None
 
 
+def test_docker_host_environment_variable_counts_as_the_engine(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    profile = conf_profile(tmp_path, "MODEL=m.gguf\n")
+    monkeypatch.setenv("DOCKER_HOST", "tcp://ci-docker:2375")
+    assert server.engine_host(profile) == "tcp://ci-docker:2375"
+    spec = server.build_container_spec(profile, run_id=RUN_ID)
+    assert dict(spec.ports) == {"8080/tcp": ("0.0.0.0", None)}
+    info = {"NetworkSettings": {"Ports": {"8080/tcp": [{"HostIp": "0.0.0.0",
+                                                         "HostPort": "32770"}]}}}
+    assert server._base_url(profile, info) == "http://ci-docker:32770"
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/user/1000/docker.sock")
+    assert server._base_url(profile, info) == "http://127.0.0.1:32770"
+
+
+def test_docker_host_option_replaces_default_but_not_a_profiles_own(tmp_path: Path) -> None:
+    path = tmp_path / "models.conf"
+    path.write_text("[DEFAULT]\nDOCKER_HOST=tcp://conf-default:2375\nNAME=x\nCTX_SIZE=512\n"
+                    "MODEL=m.gguf\n\n[bench-a]\n\n[bench-b]\nDOCKER_HOST=ssh://own-box\n")
+    plain = load_models_conf(path).profiles
+    assert plain["bench-a"].docker_host == "tcp://conf-default:2375"
+    assert plain["bench-b"].docker_host == "ssh://own-box"
+    opted = load_models_conf(path, Defaults(docker_host="tcp://option:2375")).profiles
+    assert opted["bench-a"].docker_host == "tcp://option:2375"
+    assert opted["bench-b"].docker_host == "ssh://own-box"
+
+
+def test_base_url_option_replaces_every_profiles(tmp_path: Path) -> None:
+    path = tmp_path / "models.conf"
+    path.write_text("[bench-a]\nNAME=x\nCTX_SIZE=512\nMODEL=m.gguf\n\n"
+                    "[bench-b]\nNAME=x\nCTX_SIZE=512\nMODEL=m.gguf\nBASE_URL=http://own:1\n")
+    opted = load_models_conf(path, Defaults(base_url="http://option:8080")).profiles
+    assert {p.base_url for p in opted.values()} == {"http://option:8080"}
+    assert load_models_conf(path).profiles["bench-a"].base_url is None
+
+
 def test_custom_container_port(tmp_path: Path) -> None:
     profile = conf_profile(tmp_path, "MODEL=m.gguf\n")
     spec = server.build_container_spec(profile, run_id=RUN_ID, container_port=9000)
@@ -220,7 +261,8 @@ def test_custom_container_port(tmp_path: Path) -> None:
 
 def test_container_name_is_docker_safe(profiles: dict[str, Profile]) -> None:
     profile = profiles["bench-smoke"]
-    assert server.container_name(profile, "ab/c:d e-long") == "llama-bench-bench-smoke-ab_c_d_e-long"
+    expected = "llama-bench-bench-smoke-ab_c_d_e-long"
+    assert server.container_name(profile, "ab/c:d e-long") == expected
 
 
 # --------------------------------------------------------------------------- model files
