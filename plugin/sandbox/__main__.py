@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         runtime.emit("fatal", error=f"{type(exc).__name__}: {exc}")
         traceback.print_exc(file=sys.stderr)
         return 3
+    finally:
+        runtime.remove_private_scratch()
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from .pool import Outcome, WorkerPool
 
 # Worst case of two untrusted_check calls: 2 x (60 s + 1 + 1 + kill grace) plus slack.
 JOB_DEADLINE_S = 180.0
+# A solution leaving this much in its scratch directory may have starved the shared tmpfs.
+SCRATCH_BYTES_DISRUPTIVE = 64 << 20
 
 
 class Settings:
@@ -70,7 +72,9 @@ def _prepare_checker() -> Any:
     original = checker.unsafe_execute
 
     def unsafe_execute(*args: Any, **kwargs: Any) -> Any:
-        # Runs in the forked child, before any untrusted code: drop the worker's result pipe.
+        # Runs in the forked child, before any untrusted code: a process group of its own
+        # (so the worker can kill all it spawns at once) and no access to the result pipe.
+        os.setpgid(0, 0)
         for fd in pool.PRIVATE_FDS:
             try:
                 os.close(fd)
@@ -120,12 +124,13 @@ def _make_judge(settings: Settings, dataset: str, by_task: dict[str, Any],
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        runtime.wipe_worker_tmp()
+        tmp_bytes, tampered = runtime.reset_worker_tmp()
         return {
             "key": solution["key"], "task_id": solution["task_id"],
             "base_status": base_status, "plus_status": plus_status,
             "base_fail_tests": base_failed, "plus_fail_tests": plus_failed,
-            "wall_s": wall, "cpu_s": cpu, "strays": strays,
+            "wall_s": wall, "cpu_s": cpu, "strays": strays, "tmp_bytes": tmp_bytes,
+            "tampered": tampered,
         }
 
     return judge
@@ -140,7 +145,8 @@ def _schedule(workers: int, judge: Callable[[int], dict[str, Any]],
         workers_pool.submit(index)
     referee = _Referee(workers_pool, solutions)
     try:
-        for outcome in workers_pool.run(heartbeat=lambda: runtime.emit("heartbeat")):
+        for outcome in workers_pool.run(heartbeat=lambda: runtime.emit("heartbeat"),
+                                        janitor=referee.sweep):
             referee.handle(outcome)
     finally:
         workers_pool.close()
@@ -160,6 +166,12 @@ class _Referee:
         self.quarantined: set[int] = set()
         self.held: dict[int, Outcome] = {}
         self.emitted = 0
+
+    def sweep(self, workers_pool: WorkerPool) -> None:
+        """Remove scratch files no worker owns; whoever was running then is disruptive."""
+        keep = {runtime.worker_dir(w.slot, w.pid) for w in workers_pool.workers.values()}
+        if runtime.sweep_scratch(keep):
+            self.disruptive |= workers_pool.busy_jobs()
 
     def handle(self, outcome: Outcome) -> None:
         job = outcome.job
@@ -187,8 +199,12 @@ class _Referee:
 
     def _handle_result(self, outcome: Outcome, result: dict[str, Any]) -> None:
         job = outcome.job
-        if result["strays"] or result["cpu_s"] > 1.25 * result["wall_s"] + 0.5:
+        if (result["strays"] or result["cpu_s"] > 1.25 * result["wall_s"] + 0.5
+                or result["tmp_bytes"] > SCRATCH_BYTES_DISRUPTIVE):
             self.disruptive.add(job)
+        if result["tampered"] and job not in self.quarantined:
+            self._quarantine(job)  # its scratch space vanished under it: judge it again
+            return
         passed = result["base_status"] == result["plus_status"] == protocol.PASS
         if passed or job in self.quarantined:
             self._emit(job, result, quarantined=job in self.quarantined)

@@ -16,6 +16,7 @@ import ctypes.util
 import os
 import signal
 import time
+from collections.abc import Collection
 
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
@@ -48,31 +49,48 @@ def silence_stdio() -> None:
     os.close(devnull)
 
 
-def children_of(pid: int) -> list[int]:
-    """Pids whose parent is ``pid`` (scans /proc; works without psutil)."""
-    found = []
+def _stat(pid: str) -> tuple[int, int] | None:
+    """(parent pid, process group) of ``pid`` from /proc, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2:].split()
+    if len(fields) < 3:
+        return None
+    return int(fields[1]), int(fields[2])
+
+
+def children_of(pid: int) -> dict[int, int]:
+    """{child pid: its process group} for the children of ``pid`` (scans /proc)."""
+    found = {}
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) > 1 and int(fields[1]) == pid:
-            found.append(int(name))
+        if name.isdigit():
+            info = _stat(name)
+            if info is not None and info[0] == pid:
+                found[int(name)] = info[1]
     return found
 
 
-def kill_descendants(rounds: int = 100) -> int:
-    """SIGKILL every descendant of this process (we are a subreaper); returns how many."""
-    me = os.getpid()
+def kill_children(exclude: Collection[int] = (), rounds: int = 200) -> int:
+    """SIGKILL every child of this process (we are a subreaper, so orphaned descendants
+    become children) and every process group they lead, until none is left.
+
+    Killing whole groups is what stops a fork bomb: killpg() reaches every member at once,
+    so survivors cannot refill the freed pids. Returns how many processes were killed.
+    """
+    me, my_group = os.getpid(), os.getpgrp()
     killed = 0
     for _ in range(rounds):
-        kids = children_of(me)
+        kids = {pid: group for pid, group in children_of(me).items() if pid not in exclude}
         if not kids:
             break
+        for group in set(kids.values()) - {my_group, 0, 1}:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         for pid in kids:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -82,6 +100,11 @@ def kill_descendants(rounds: int = 100) -> int:
             _reap(pid)
         killed += len(kids)
     return killed
+
+
+def kill_descendants() -> int:
+    """Kill everything this worker's last test left behind; returns how many."""
+    return kill_children()
 
 
 def _reap(pid: int, timeout: float = 5.0) -> None:

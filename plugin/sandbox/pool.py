@@ -88,18 +88,23 @@ class WorkerPool:
         return bool(self.queue or self.exclusive or self.busy_jobs())
 
     # -- main loop ---------------------------------------------------------------------
-    def run(self, heartbeat: Callable[[], None] | None = None,
-            heartbeat_s: float = 10.0) -> Iterator[Outcome]:
-        last_beat = time.monotonic()
+    def run(self, heartbeat: Callable[[], None] | None = None, heartbeat_s: float = 10.0,
+            janitor: Callable[[WorkerPool], None] | None = None) -> Iterator[Outcome]:
+        """Yield outcomes until all submitted jobs are done; ``janitor`` runs every second."""
+        last_beat = last_sweep = time.monotonic()
         while self.has_work():
             self._fill_slots()
             self._dispatch()
             yield from self._collect(timeout=1.0)
             yield from self._enforce_deadlines()
             self._reap_orphans()
-            if heartbeat is not None and time.monotonic() - last_beat > heartbeat_s:
+            now = time.monotonic()
+            if janitor is not None and now - last_sweep > 1.0:
+                janitor(self)
+                last_sweep = now
+            if heartbeat is not None and now - last_beat > heartbeat_s:
                 heartbeat()
-                last_beat = time.monotonic()
+                last_beat = now
 
     def close(self) -> None:
         for worker in list(self.workers.values()):
@@ -240,13 +245,7 @@ class WorkerPool:
         if not force and now - self._last_sweep < 0.5:
             return
         self._last_sweep = now
-        workers = {w.pid for w in self.workers.values()}
-        for pid in hardening.children_of(os.getpid()):
-            if pid not in workers:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        hardening.kill_children(exclude={w.pid for w in self.workers.values()}, rounds=20)
 
     def _reap_orphans(self) -> None:
         """Collect zombies re-parented to us (we may be PID 1 in the container)."""
