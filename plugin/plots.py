@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from plugin.stats import wilson_interval
 
@@ -78,6 +79,7 @@ def trend_svg(trend: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
             ax.plot(*zip(*pinned, strict=True), marker="s", linestyle="none", markersize=9,
                     markerfacecolor="none", color=line.get_color())
     ax.set_ylim(0, 100)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("run (oldest first; square = pinned baseline)")
     ax.set_ylabel("plus pass@1 (%)")
     ax.set_title("History: plus pass@1 per profile (band: 95% interval)")

@@ -283,7 +283,7 @@ def judge(plus_pass_at_1: float, passed: Mapping[str, bool], reference: Referenc
     """
     ref, source = _effective_reference(reference, baseline)
     paired = paired_compare(baseline.passed, passed) if baseline is not None else None
-    delta = round(plus_pass_at_1 - ref, 2) if ref is not None else None
+    delta = round(plus_pass_at_1 - ref, 2) if ref is not None and not partial else None
     status, why = _decide(plus_pass_at_1, None if partial else ref, reference.tolerance_pp,
                           paired, alpha, baseline is not None, partial)
     head = f"{reference.profile}: {reference.dataset}+ pass@1 {plus_pass_at_1:.2f}%"

@@ -251,7 +251,8 @@ def gate_label(row: Mapping[str, Any]) -> str:
     label = STATUS_LABEL.get(str(row["gate"]), str(row["gate"]))
     paired = row.get("paired")
     if paired and (paired["b"] or paired["c"]):
-        label += f" ({paired['b']}v/{paired['c']}^ flips, p={paired['p_value']:.2g})"
+        label += (f" (flips: {paired['b']} down, {paired['c']} up, "
+                  f"p={paired['p_value']:.2g})")
     return label
 
 
