@@ -48,8 +48,8 @@ def pass_at_1_svg(rows: Sequence[Mapping[str, Any]]) -> str:
         ref = row.get("reference")
         if ref is not None:
             tol = row.get("tolerance_pp") or 0.0
-            ax.plot([ref], [i], marker="|", markersize=14, color="tab:red",
-                    label="reference" if i == 0 else None)
+            ax.plot([ref], [i], marker="|", markersize=16, markeredgewidth=3,
+                    color="tab:red", label="reference" if i == 0 else None)
             if tol:
                 ax.barh([i], [2 * tol], left=[ref - tol], height=0.5, color="tab:red",
                         alpha=0.15)

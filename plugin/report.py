@@ -125,13 +125,14 @@ def _read_completions(out_dir: Path, fingerprint: str) -> Mapping[str, Any]:
     return CompletionStore(path).load(fingerprint) if path.exists() else {}
 
 
-def _fail_input(entry: Mapping[str, Any]) -> str | None:
+def _fail_input(entry: Mapping[str, Any]) -> str:
     for key in ("base_fail_tests", "plus_fail_tests"):
         tests = entry.get(key) or []
         if tests:
             text = json.dumps(tests[0])
             return text if len(text) <= FAIL_INPUT_CHARS else text[:FAIL_INPUT_CHARS] + " ..."
-    return None
+    return "none recorded: the program failed before its first input (no code, syntax " \
+           "or import error) or timed out"
 
 
 def _solution(entry: Mapping[str, Any], completion: Any) -> str:
@@ -298,7 +299,11 @@ STYLE = """<style>
 .bench-summary th { background: #eee; }
 .bench-plots figure { display: inline-block; margin: 6px; vertical-align: top; }
 .bench-plots svg { max-width: 760px; height: auto; }
-.bench-extra pre { background: #f6f6f6; padding: 6px; max-height: 320px; overflow: auto; }
+.bench-extra { max-width: 1200px; }
+.bench-extra pre { background: #f6f6f6; padding: 6px; max-height: 320px; overflow: auto;
+  white-space: pre-wrap; word-break: break-all; }
+.bench-flips td { vertical-align: top; }
+.bench-flips pre { max-height: 120px; margin: 0; }
 td.gate-fail_tolerance, td.gate-fail_drop { color: #b00; font-weight: bold; }
 td.gate-flagged_rise { color: #b60; font-weight: bold; }
 </style>"""

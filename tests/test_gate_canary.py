@@ -1,0 +1,216 @@
+"""The gate for real: canary model, real llama-server, real sandbox, real report.
+
+One flow, run as the user would (``pytest bench_tests`` in a subprocess, a fresh reports
+dir and history database):
+
+1. baseline: ``--bench-update-baseline`` pins the canary's run (first LIMIT tasks);
+2. unchanged: the same configuration again passes, nothing flips (answers come from the
+   completion store: no request is sent);
+3. template change: the profile's EXTRA_ARGS swap the model's ChatML template for
+   llama.cpp's built-in ``llama2`` one. The canary answers garbage to any other prompt
+   wording, so every designed-to-pass task flips pass -> fail: the exact McNemar test
+   against the pinned baseline fails the run ("significant drop"), the report lists the
+   flips with their code, and ``python -m plugin report`` rebuilds the same REPORT.md.
+
+Then the run's ``report.html`` is opened in headless Chromium: the summary tables, the
+plots and the flipped-task extra must be in the rendered page. BENCH_SCREENSHOT=PATH
+also saves the screenshot there (docs/report.png is made that way).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_MODELS = ROOT.parent / "shared" / "models"
+LIMIT = 20  # HumanEval/0..19: 16 designed to pass, 4 designed to fail
+# One llama.cpp thread: the 2 cores are often shared with other jobs, and llama.cpp's
+# spinning worker threads slow down a hundredfold when they are oversubscribed.
+PROFILE = "bench-canary"
+CHATML = "--jinja -np 1 -t 1"  # the profile as in models.conf (plus -t 1)
+OTHER_TEMPLATE = "-np 1 -t 1 --chat-template llama2"  # a template change: garbage answers
+CONF = """\
+[DEFAULT]
+CPU_IMAGE=local/llama.cpp:server
+MAX_TOKENS=768
+HEALTH_TIMEOUT=600
+
+[bench-canary]
+NAME=Canary (known-answer, HumanEval+)
+MODEL=canary-humaneval.gguf
+MODELS_DIR={models}
+CTX_SIZE=4096
+N_GPU_LAYERS=0
+FIT=off
+EXTRA_ARGS={extra}
+QUANT=F32
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    returncode: int
+    output: str
+    reports: Path
+
+    def summary(self) -> dict:
+        return json.loads((self.reports / "summary.json").read_text(encoding="utf-8"))
+
+    def row(self) -> dict:
+        (row,) = [r for r in self.summary()["results"] if r["profile"] == PROFILE]
+        return row
+
+
+def _bench(tmp: Path, name: str, extra: str, *args: str) -> Run:
+    conf = tmp / f"models-{name}.conf"
+    conf.write_text(CONF.format(models=SHARED_MODELS, extra=extra), encoding="utf-8")
+    reports = tmp / "reports"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_")}
+    env["BENCH_CPU_IMAGE"] = os.environ.get("LLAMA_IMAGE", "local/llama.cpp:server")
+    command = [sys.executable, "-m", "pytest", "bench_tests/test_humaneval_plus.py",
+               "-p", "no:cacheprovider", "-k", PROFILE, f"--bench-config={conf}",
+               f"--bench-reports-dir={reports}", f"--bench-limit={LIMIT}", *args]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=1500, check=False)
+    kept = tmp / f"run-{name}"  # keep each run's outputs: the next run overwrites them
+    kept.mkdir()
+    for file in ("REPORT.md", "summary.json", "report.html", "junit.xml"):
+        if (reports / file).exists():
+            shutil.copy(reports / file, kept / file)
+    return Run(name, done.returncode, done.stdout[-8000:] + done.stderr[-4000:], kept)
+
+
+def _designed_to_pass() -> list[str]:
+    path = SHARED_MODELS / "canary-humaneval.expected.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return [r["task_id"] for r in rows
+            if r["designed_to_pass"] and int(r["task_id"].split("/")[1]) < LIMIT]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+    if not (SHARED_MODELS / "canary-humaneval.gguf").exists():
+        pytest.skip(f"canary models not found in {SHARED_MODELS}")
+    tmp = tmp_path_factory.mktemp("gate-canary")
+    return {"baseline": _bench(tmp, "baseline", CHATML, "--bench-update-baseline"),
+            "unchanged": _bench(tmp, "unchanged", CHATML),
+            "template": _bench(tmp, "template", OTHER_TEMPLATE),
+            "db": Run("db", 0, "", tmp / "reports")}
+
+
+def test_baseline_is_pinned_with_run_id_and_fingerprint(runs: dict[str, Run]) -> None:
+    base = runs["baseline"]
+    assert base.returncode == 0, base.output
+    row = base.row()
+    assert row["pinned"] is True
+    assert row["gate"] == "partial"  # --bench-limit and nothing pinned before
+    assert row["plus_passed"] == len(_designed_to_pass()) == 16
+    with sqlite3.connect(runs["db"].reports / "history.sqlite") as conn:
+        pins = conn.execute("SELECT run_id, fingerprint FROM baselines").fetchall()
+    assert pins == [(row["run_id"], row["fingerprint"])]
+
+
+def test_unchanged_rerun_passes_without_flips(runs: dict[str, Run]) -> None:
+    run = runs["unchanged"]
+    assert run.returncode == 0, run.output
+    row = run.row()
+    assert row["gate"] == "pass"
+    assert row["baseline_run"] == runs["baseline"].row()["run_id"]
+    assert row["fingerprint"] == runs["baseline"].row()["fingerprint"]
+    assert (row["paired"]["b"], row["paired"]["c"], row["paired"]["p_value"]) == (0, 0, 1.0)
+    assert row["requests_sent"] == 0  # every answer came from the completion store
+
+
+def test_template_change_fails_by_significant_drop(runs: dict[str, Run]) -> None:
+    run = runs["template"]
+    assert run.returncode == 1, run.output
+    row = run.row()
+    assert row["fingerprint"] != runs["baseline"].row()["fingerprint"]
+    assert row["gate"] == "fail_drop"
+    assert row["paired"]["regressed"] == _designed_to_pass()
+    assert row["paired"]["fixed"] == []
+    assert row["paired"]["p_value"] == 2 / 2**16
+    assert "significant drop against the pinned baseline" in run.output
+    failure = ET.parse(run.reports / "junit.xml").find(".//testcase/failure")
+    assert failure is not None
+    assert "HumanEval/0" in failure.get("message", "")
+    report_md = (run.reports / "REPORT.md").read_text(encoding="utf-8")
+    assert "FAIL (significant drop) (flips: 16 down, 0 up, p=3.1e-05)" in report_md
+
+
+def test_report_rebuilt_from_the_history_is_identical(runs: dict[str, Run],
+                                                      tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "plugin", "report", "--db",
+                           str(runs["db"].reports / "history.sqlite"), "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    for name in ("REPORT.md", "summary.json"):
+        assert (tmp_path / name).read_bytes() == (runs["template"].reports / name).read_bytes()
+
+
+# ------------------------------------------------------------------ the browser
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.skip("no chromium: scripts/setup.sh installs it (apt-get install chromium)")
+
+
+def _browser(page: Path, profile_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+             f"--user-data-dir={profile_dir}", "--virtual-time-budget=5000"]
+    return subprocess.run([_chromium(), *flags, *args, page.as_uri()], capture_output=True,
+                          text=True, timeout=180, check=False)
+
+
+def test_report_renders_in_a_real_browser(runs: dict[str, Run], tmp_path: Path) -> None:
+    page = runs["template"].reports / "report.html"
+    dom = _browser(page, tmp_path / "profile-dom", "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    # drop the report's JSON data blob: what is left was rendered (by Jinja or JavaScript)
+    html = re.sub(r'data-jsonblob="[^"]*"', "", dom.stdout)
+    assert len(html) < len(dom.stdout)
+    # the summary: both tables of the seed, the gate table
+    for heading in ("Local results (pass@1, greedy)", "Comparison with published scores",
+                    'id="bench-gate"'):
+        assert heading in html
+    assert "GPT-4o (2024-08)" in html
+    assert "not published" in html
+    # the plots, inline SVG
+    for plot in ("bench-plot-pass", "bench-plot-trend", "bench-plot-throughput"):
+        start = html.index(f'id="{plot}"')
+        assert "<svg" in html[start:start + 400]
+    # the results table is built by the report's JavaScript: rendered rows prove it ran
+    assert 'class="col-bench7 gate-fail_drop"' in html
+    assert "FAIL (significant drop)" in html
+    # the per-test extras: flipped tasks with their code, the server log tail
+    assert "<h4>Tasks that flipped against the baseline (16)</h4>" in html
+    assert "<td>HumanEval/0</td><td>pass-&gt;fail</td>" in html
+    assert "<h4>llama-server log (tail)</h4>" in html
+    shot = tmp_path / "report.png"
+    done = _browser(page, tmp_path / "profile-shot", f"--screenshot={shot}",
+                    "--window-size=1400,2600")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 50_000  # a rendered page, not a blank one
+    if os.environ.get("BENCH_SCREENSHOT"):
+        shutil.copy(shot, os.environ["BENCH_SCREENSHOT"])
