@@ -191,6 +191,7 @@ def test_mixed_set_matches_evalplus_evaluate(docker_client: Any, oracle_cache: P
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert {"base_pass_at_1", "plus_pass_at_1", "n_tasks", "wall_s"} <= set(summary)
     ours = json.loads((tmp_path / "ours" / "eval_results.json").read_text())["eval"]
+    (tmp_path / "home").mkdir()
     theirs = _run_evalplus(samples, data.path, tmp_path / "home")["eval"]
 
     fields = ("base_status", "plus_status", "base_fail_tests", "plus_fail_tests")

@@ -10,6 +10,7 @@ are enough to use EvalPlus's own functions instead of copies.
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import sys
 import types
@@ -101,6 +102,27 @@ def patch_find_zero(module: types.ModuleType) -> str:
     exec(code, module.__dict__)  # redefines module.unsafe_execute from EvalPlus's own source
     module.unsafe_execute._bench_find_zero_fixed = True
     return "patched"
+
+
+class EvalplusOsView:
+    """What ``evalplus.eval`` sees as ``os``: the real module, except that
+    ``EVALPLUS_TIMEOUT_PER_TASK`` is a number.
+
+    untrusted_check computes ``min(os.getenv("EVALPLUS_TIMEOUT_PER_TASK", 60), ...)``; the
+    real environment can only hold a string (which makes that ``min`` raise TypeError), so
+    this is the one way to set the per-task cap without copying untrusted_check.
+    """
+
+    def __init__(self, task_timeout: float = 60.0) -> None:
+        self.task_timeout = task_timeout
+
+    def getenv(self, key: str, default: Any = None) -> Any:
+        if key == "EVALPLUS_TIMEOUT_PER_TASK":
+            return self.task_timeout
+        return os.getenv(key, default)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
 
 
 def load_checker() -> types.ModuleType:

@@ -24,8 +24,8 @@ from typing import Any
 from . import compat, hardening, pool, protocol, runtime
 from .pool import Outcome, WorkerPool
 
-# Worst case of two untrusted_check calls: 2 x (60 s + 1 + 1 + kill grace) plus slack.
-JOB_DEADLINE_S = 180.0
+# A job is two untrusted_check calls, each bounded by its task timeout + 2 s; plus this.
+JOB_SLACK_S = 60.0
 # A solution leaving this much in its scratch directory may have starved the shared tmpfs.
 SCRATCH_BYTES_DISRUPTIVE = 64 << 20
 
@@ -59,7 +59,8 @@ def run(settings: Settings) -> int:
                  oracle_probe_s=manifest["probe_s"], **runtime.describe_runtime())
     judge = _make_judge(settings, dataset, by_task, solutions, checker, factor)
     costs = [_cost(by_task[s["task_id"]]) for s in solutions]
-    return _schedule(settings.workers, judge, solutions, costs)
+    deadlines = [_job_deadline(by_task[s["task_id"]], factor) for s in solutions]
+    return _schedule(settings.workers, judge, solutions, costs, deadlines)
 
 
 def _prepare_checker() -> Any:
@@ -86,6 +87,19 @@ def _prepare_checker() -> Any:
     return checker
 
 
+def task_timeout(ref_time: list[float], factor: float) -> float:
+    """EvalPlus's 60 s cap per untrusted_check, raised to factor x the reference total when
+    the reference solution alone needs more than 1/factor of it (e.g. MBPP+ 599)."""
+    return max(protocol.EVALPLUS_TASK_TIMEOUT, factor * sum(ref_time))
+
+
+def _job_deadline(meta: dict[str, Any], factor: float) -> float:
+    """Generous bound on one job (base + plus checks); past it the worker is killed."""
+    base = task_timeout([float(meta["base_time_sum"])], factor)
+    plus = task_timeout([float(meta["plus_time_sum"])], factor)
+    return base + plus + 2 * 3.0 + JOB_SLACK_S
+
+
 def _cost(meta: dict[str, Any]) -> float:
     return float(meta["base_time_sum"]) + float(meta["plus_time_sum"]) + 1e-5 * (
         int(meta["n_base"]) + int(meta["n_plus"]))
@@ -97,18 +111,28 @@ def _make_judge(settings: Settings, dataset: str, by_task: dict[str, Any],
     serialize = compat.mbpp_codecs()[1] if dataset == "mbpp" else None
     tasks_dir = os.path.join(settings.oracle_dir, protocol.TASKS_DIRNAME)
 
-    def check(code: str, data: dict[str, Any], part: str) -> tuple[str, list[Any]]:
-        inputs = data[f"{part}_input"]
+    os_view = compat.EvalplusOsView()
+    checker.os = os_view  # the per-task cap, see compat.EvalplusOsView
+
+    def check(code: str, data: dict[str, Any], part: str) -> tuple[str, list[Any], bool]:
+        inputs, ref_time = data[f"{part}_input"], data[f"{part}_time"]
+        os_view.task_timeout = task_timeout(ref_time, factor)
+        started = time.perf_counter()
         status, details = checker.untrusted_check(
             dataset, code, inputs, data["entry_point"], expected=data[part],
-            atol=data["atol"], ref_time=data[f"{part}_time"], fast_check=True,
+            atol=data["atol"], ref_time=ref_time, fast_check=True,
             min_time_limit=settings.min_time_limit, gt_time_limit_factor=factor,
         )
+        elapsed = time.perf_counter() - started
         # evalplus.evaluate's get_failed_tests without test_details: the last test run.
         failed = [] if status == protocol.PASS or not details else [inputs[len(details) - 1]]
+        # Could the clock have decided this? (timeout, or the failing test ran its limit)
+        suspect = status == protocol.TIMEOUT or (
+            status == protocol.FAIL and bool(details) and elapsed >= max(
+                settings.min_time_limit, factor * ref_time[len(details) - 1]))
         if serialize is not None:
             failed = serialize(data["task_id"], failed)
-        return str(status), failed
+        return str(status), failed, suspect
 
     def judge(index: int) -> dict[str, Any]:
         solution = solutions[index]
@@ -117,9 +141,9 @@ def _make_judge(settings: Settings, dataset: str, by_task: dict[str, Any],
             data = pickle.load(handle)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        base_status, base_failed = check(solution["solution"], data, "base")
+        base_status, base_failed, base_suspect = check(solution["solution"], data, "base")
         strays = hardening.kill_descendants()
-        plus_status, plus_failed = check(solution["solution"], data, "plus")
+        plus_status, plus_failed, plus_suspect = check(solution["solution"], data, "plus")
         strays += hardening.kill_descendants()
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -130,16 +154,17 @@ def _make_judge(settings: Settings, dataset: str, by_task: dict[str, Any],
             "base_status": base_status, "plus_status": plus_status,
             "base_fail_tests": base_failed, "plus_fail_tests": plus_failed,
             "wall_s": wall, "cpu_s": cpu, "strays": strays, "tmp_bytes": tmp_bytes,
-            "tampered": tampered,
+            "tampered": tampered, "clock_suspect": base_suspect or plus_suspect,
         }
 
     return judge
 
 
 def _schedule(workers: int, judge: Callable[[int], dict[str, Any]],
-              solutions: list[dict[str, Any]], costs: list[float]) -> int:
+              solutions: list[dict[str, Any]], costs: list[float],
+              deadlines: list[float]) -> int:
     workers_pool = WorkerPool(workers, judge, setup=runtime.worker_setup,
-                              deadline_s=JOB_DEADLINE_S)
+                              deadline_s=deadlines.__getitem__)
     # Longest first: the slowest tasks must not start last (shortest makespan).
     for index in sorted(range(len(solutions)), key=lambda i: -costs[i]):
         workers_pool.submit(index)
@@ -151,7 +176,7 @@ def _schedule(workers: int, judge: Callable[[int], dict[str, Any]],
     finally:
         workers_pool.close()
     runtime.emit("done", mode="evaluate", judged=referee.emitted,
-                 quarantined=len(referee.quarantined))
+                 quarantined=len(referee.quarantined), retried=len(referee.retried))
     return 0
 
 
@@ -164,6 +189,7 @@ class _Referee:
         self.finished: set[int] = set()
         self.disruptive: set[int] = set()
         self.quarantined: set[int] = set()
+        self.retried: set[int] = set()
         self.held: dict[int, Outcome] = {}
         self.emitted = 0
 
@@ -204,6 +230,10 @@ class _Referee:
             self.disruptive.add(job)
         if result["tampered"] and job not in self.quarantined:
             self._quarantine(job)  # its scratch space vanished under it: judge it again
+            return
+        if result["clock_suspect"] and job not in self.retried | self.quarantined:
+            self.retried.add(job)  # a time limit may have decided it: one more run
+            self.pool.submit(job)
             return
         passed = result["base_status"] == result["plus_status"] == protocol.PASS
         if passed or job in self.quarantined:

@@ -60,7 +60,8 @@ class WorkerPool:
     """Run ``work(job)`` for integer jobs in ``size`` forked workers."""
 
     def __init__(self, size: int, work: Callable[[int], dict[str, Any]],
-                 setup: Callable[[int], None], deadline_s: float | None) -> None:
+                 setup: Callable[[int], None],
+                 deadline_s: Callable[[int], float] | None) -> None:
         self.size = max(1, size)
         self.work = work
         self.setup = setup
@@ -223,8 +224,11 @@ class WorkerPool:
             return
         now = time.monotonic()
         for worker in list(self.workers.values()):
-            if worker.job is not None and now - worker.started > self.deadline_s:
-                yield self._died(worker, f"worker exceeded the {self.deadline_s:.0f} s job "
+            if worker.job is None:
+                continue
+            deadline = self.deadline_s(worker.job)
+            if now - worker.started > deadline:
+                yield self._died(worker, f"worker exceeded the {deadline:.0f} s job "
                                          "deadline and was killed")
 
     def _stop(self, worker: _Worker) -> None:

@@ -12,6 +12,10 @@ EVALPLUS_VERSION = "0.3.1"
 # 1.0 s / 4.0; its master uses 4.0 s / 4.0. See docs/EVALUATION.md ("Time limits").
 DEFAULT_MIN_TIME_LIMIT = 4.0
 DEFAULT_GT_TIME_LIMIT_FACTOR = 4.0
+# EvalPlus caps the time of one untrusted_check call (all base or all plus tests of a task)
+# at 60 s. The harness keeps that cap unless the reference solution itself needs more than
+# 1/GT_TIME_LIMIT_FACTOR of it; then the cap is GT_TIME_LIMIT_FACTOR * its total time.
+EVALPLUS_TASK_TIMEOUT = 60.0
 # The runner scales the factor by (probe now / probe at calibration), clamped to this range.
 MAX_LOAD_SCALE = 4.0
 
