@@ -78,7 +78,8 @@ class TaskVerdict:
     base_fail_tests: list[Any] = field(default_factory=list)
     plus_fail_tests: list[Any] = field(default_factory=list)
     solution_key: str = ""  # sha256 of program + dataset + limits (see solution_key())
-    wall_s: float = 0.0
+    wall_s: float = 0.0  # time the sandbox spent judging it (base + plus checks)
+    cpu_s: float = 0.0  # CPU time of the processes that ran its tests
     error: str | None = None  # why the sandbox could not judge normally (worker killed...)
     resumed: bool = False  # taken from an earlier run's verdicts.jsonl
     quarantined: bool = False  # judged again alone (see docs/EVALUATION.md)
@@ -259,6 +260,7 @@ def _verdict_record(verdict: TaskVerdict) -> dict[str, Any]:
         "task_id": verdict.task_id, "base_status": verdict.base_status,
         "plus_status": verdict.plus_status, "base_fail_tests": verdict.base_fail_tests,
         "plus_fail_tests": verdict.plus_fail_tests, "wall_s": round(verdict.wall_s, 4),
+        "cpu_s": round(verdict.cpu_s, 4),
         "error": verdict.error, "quarantined": verdict.quarantined,
     }
 
@@ -275,6 +277,7 @@ def _verdict_from_record(record: Mapping[str, Any], *, resumed: bool) -> TaskVer
         task_id=str(record["task_id"]), base_status=str(base), plus_status=str(plus),
         base_fail_tests=base_tests, plus_fail_tests=plus_tests,
         solution_key=str(record["key"]), wall_s=float(record.get("wall_s") or 0.0),
+        cpu_s=float(record.get("cpu_s") or 0.0),
         error=str(error) if error else None, resumed=resumed,
         quarantined=bool(record.get("quarantined")),
     )

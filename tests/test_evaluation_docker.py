@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("SANDBOX_IMAGE", evaluation.DEFAULT_IMAGE)
 PUBLISHED = SHARED_DATASETS_DIR / "published-samples"
 # Wall-time bound for the hostile set (see docs/EVALUATION.md, "Containment").
-HOSTILE_BOUND_S = 300.0
+HOSTILE_BOUND_S = 420.0
 
 
 # --------------------------------------------------------------------------- fixtures

@@ -215,6 +215,7 @@ class WorkerPool:
         assert job is not None
         self._stop(worker)
         del self.workers[worker.slot]
+        self._after_death()
         return Outcome(job=job, kind="died", result=None, reason=reason,
                        started=self.started_at[job], ended=time.monotonic(),
                        worker=worker.slot, peers=self.peers.get(job, set()))
@@ -243,6 +244,17 @@ class WorkerPool:
             pass
         hardening._reap(worker.pid)
 
+    def _after_death(self) -> None:
+        """Whatever killed a worker may have hit idle ones too (kill -1): kill the orphans
+        first (so nothing is still killing), then drop idle workers that did not survive,
+        so the next job cannot be blamed for an earlier job's kill."""
+        self._kill_strays(force=True)
+        time.sleep(0.2)  # let SIGKILLed workers finish exiting
+        for worker in list(self.workers.values()):
+            if worker.job is None and not _alive(worker.pid):
+                self._stop(worker)
+                del self.workers[worker.slot]
+
     def _kill_strays(self, force: bool = False) -> None:
         """Kill processes re-parented to us that are not workers (orphans of dead workers)."""
         now = time.monotonic()
@@ -270,6 +282,14 @@ class WorkerPool:
                 del self.workers[worker.slot]
             else:  # reported as died by the next _collect (after draining its output)
                 worker.exited = True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done == 0
 
 
 def _close_all_except(keep: set[int]) -> None:
