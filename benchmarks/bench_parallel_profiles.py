@@ -6,7 +6,7 @@ run the real HumanEval+ benchmark (generation, sandbox evaluation, report) on th
 fresh report folders, so every completion is really generated. Runs alternate
 (serial, parallel, serial, ...) so a load change on the machine hits both modes.
 
-    .venv/bin/python benchmarks/bench_parallel_profiles.py [--limit 10] [--repeat 3]
+    .venv/bin/python benchmarks/bench_parallel_profiles.py [--limit 10] [--repeat 3] [--threads 1]
 
 Prints a table and a JSON line; needs Docker, local/llama.cpp:server, the sandbox image,
 the smoke model (make setup) and the HumanEval+ release file (../shared/datasets).
@@ -31,13 +31,14 @@ PROFILES = ("bench-par-a", "bench-par-b", "bench-par-c")
 MODELS_DIR = ROOT / "build" / "models"
 
 
-def write_conf(folder: Path, image: str) -> Path:
+def write_conf(folder: Path, image: str, threads: int | None) -> Path:
     conf = folder / "models.conf"
     sections = [f"[DEFAULT]\nMODELS_DIR={MODELS_DIR}\nCPU_IMAGE={image}\n"]
+    extra = f"-np 1 -t {threads}" if threads else "-np 1"
     for name in PROFILES:
         sections.append(f"[{name}]\nNAME=Smoke copy {name[-1]}\nMODEL=smoke-tiny.gguf\n"
                         "CTX_SIZE=2048\nN_GPU_LAYERS=0\nFIT=off\nMAX_TOKENS=64\n"
-                        "EXTRA_ARGS=-np 1\nQUANT=F32\n")
+                        f"EXTRA_ARGS={extra}\nQUANT=F32\n")
     conf.write_text("\n".join(sections), encoding="utf-8")
     return conf
 
@@ -73,12 +74,15 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=10, help="tasks per profile (10)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per mode (3)")
     parser.add_argument("--image", default="local/llama.cpp:server", help="CPU image")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="llama-server -t per profile (default: its own, all cores)")
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="bench-parallel-"))
-    conf = write_conf(folder, args.image)
+    conf = write_conf(folder, args.image, args.threads)
     print(f"{platform.node()}: {os.cpu_count()} cores, load average "
-          f"{os.getloadavg()[0]:.1f}; 3 smoke profiles x {args.limit} tasks")
+          f"{os.getloadavg()[0]:.1f}; 3 smoke profiles x {args.limit} tasks, "
+          f"llama-server -t {args.threads or 'default'}")
     run(conf, folder / "warm-up", args.limit, 1)  # image/page caches, sandbox oracle cache
 
     walls: dict[str, list[float]] = {"serial": [], "parallel": []}
@@ -94,7 +98,8 @@ def main() -> int:
     print(f"serial   (pytest bench_tests):                       {describe(walls['serial'])}")
     print(f"parallel (pytest bench_tests -n 3 --dist loadgroup): {describe(walls['parallel'])}")
     print(f"speed-up (median serial / median parallel): {serial / parallel:.2f}x")
-    print(json.dumps({"limit": args.limit, "repeat": args.repeat, "cores": os.cpu_count(),
+    print(json.dumps({"limit": args.limit, "repeat": args.repeat, "threads": args.threads,
+                      "cores": os.cpu_count(),
                       "load_after": round(os.getloadavg()[0], 1), "serial_s": walls["serial"],
                       "parallel_s": walls["parallel"],
                       "speedup": round(serial / parallel, 2), "runs": runs}))

@@ -28,11 +28,12 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from filelock import FileLock, Timeout
 
 from plugin.config import Profile
+from plugin.errors import ServerStartError
 from plugin.server import ServerHandle, engine_host, llama_server, read_log_tail
 
 DEFAULT_LOCK_DIR = Path("/tmp/llama-bench-locks")
@@ -67,7 +68,7 @@ class LazyServer:
     def get(self) -> ServerHandle:
         """The healthy server, started now if needed (a failed start is not retried)."""
         if self._error is not None:
-            raise self._error
+            raise self._earlier_error()
         if self._handle is None:
             try:
                 self._lock_gpus()
@@ -77,6 +78,19 @@ class LazyServer:
                 self._stack.close()  # a failed start frees its GPUs at once
                 raise
         return self._handle
+
+    def _earlier_error(self) -> BaseException:
+        """The first start's error; an abort (a pytest-timeout ``Failed``) becomes a
+        ServerStartError, so the profile's later tests error instead of timing out."""
+        error = cast(BaseException, self._error)
+        if isinstance(error, (Exception, KeyboardInterrupt, SystemExit)):
+            return error
+        aborted = ServerStartError(
+            f"the start of [{self.profile.name}]'s llama-server was aborted in an earlier "
+            f"test ({type(error).__name__}: {str(error).strip()}); it is not retried "
+            f"(full log: {self.log_path})")
+        aborted.__cause__ = error
+        return aborted
 
     def _start(self) -> contextlib.AbstractContextManager[ServerHandle]:
         """The server's lifecycle (a context manager); the GPU locks are already held."""

@@ -255,6 +255,8 @@ class ServerHandle:
     image_id: str
     props: Mapping[str, Any]
     client: DockerClient | None = field(default=None, repr=False, compare=False)
+    #: Model ids of ``/v1/models`` (external servers; identifies servers without /props).
+    models: tuple[str, ...] = ()
 
     @property
     def openai_base_url(self) -> str:
@@ -371,11 +373,35 @@ def _fetch_props(base_url: str, *, trust_env: bool = False) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _fetch_model_ids(base_url: str, *, trust_env: bool = False) -> tuple[str, ...]:
+    """Ids of GET /v1/models (OpenAI format); () if not offered."""
+    try:
+        response = httpx.get(f"{base_url}/v1/models", timeout=10.0, trust_env=trust_env)
+        data = response.json() if response.status_code == 200 else {}
+    except (httpx.HTTPError, ValueError):
+        return ()
+    entries = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        return ()
+    return tuple(str(e["id"]) for e in entries if isinstance(e, dict) and "id" in e)
+
+
 # --------------------------------------------------------------------------- cleanup registry
 
 _REGISTRY: dict[str, tuple[Any, str]] = {}
 _REGISTRY_LOCK = threading.RLock()  # re-entrant: the SIGTERM handler may run mid-update
 _hooks = {"atexit": False, "sigterm": False}
+
+
+def register_cleanup(client: DockerClient, container_id: str, name: str) -> None:
+    """Have :func:`cleanup_all` remove this container at exit or on SIGTERM unless
+    :func:`unregister_cleanup` is called first (for containers started elsewhere, e.g.
+    the evaluation sandbox)."""
+    _register(client, container_id, name)
+
+
+def unregister_cleanup(container_id: str) -> None:
+    _unregister(container_id)
 
 
 def _register(client: DockerClient, container_id: str, name: str) -> None:
@@ -758,6 +784,7 @@ def _external_handle(profile: Profile, *, log_path: Path, health_timeout: float,
         profile=profile, base_url=base_url, container_id="", container_name="",
         load_time_s=time.monotonic() - started, log_path=log_path, image="", image_id="",
         props=_fetch_props(base_url, trust_env=True),
+        models=_fetch_model_ids(base_url, trust_env=True),
     )
 
 

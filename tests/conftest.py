@@ -196,7 +196,7 @@ class ProjectFactory:
                   **keys}
         return f"[{name}]\n" + "".join(f"{k}={v}\n" for k, v in values.items())
 
-    def __call__(self, *sections: str, test: str = LIFE_TEST) -> BenchProject:
+    def __call__(self, *sections: str, extra_tests: str = "") -> BenchProject:
         project = self.tmp_path / "project"
         (project / "bench_tests").mkdir(parents=True)
         (project / "conftest.py").write_text('pytest_plugins = ["plugin.pytest_plugin"]\n')
@@ -210,7 +210,7 @@ class ProjectFactory:
         (project / "models.conf").write_text(default + "\n".join(sections))
         (project / "reference-scores.json").write_text(
             json.dumps({"metadata": {}, "models": {}, "profiles": {}}))
-        (project / "bench_tests" / "test_life.py").write_text(test)
+        (project / "bench_tests" / "test_life.py").write_text(LIFE_TEST + extra_tests)
         out = self.tmp_path / "out"
         out.mkdir()
         return BenchProject(project, out)

@@ -381,6 +381,16 @@ def test_cleanup_all_removes_registered_containers_once() -> None:
 
 
 @pytest.mark.usefixtures("no_hooks")
+def test_public_registration_for_containers_started_elsewhere() -> None:
+    client = FakeClient()
+    server.register_cleanup(client, "sandbox-1", "sandbox")
+    server.register_cleanup(client, "sandbox-2", "sandbox-b")
+    server.unregister_cleanup("sandbox-1")  # removed by its owner: nothing to do at exit
+    assert server.cleanup_all() == ["sandbox-b"]
+    assert client.api.removed == ["sandbox-2"]
+
+
+@pytest.mark.usefixtures("no_hooks")
 def test_sigterm_handler_cleans_up_then_chains_previous_handler() -> None:
     client = FakeClient()
     server._register(client, "id-1", "one")

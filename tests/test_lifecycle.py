@@ -82,6 +82,10 @@ def finish(proc: subprocess.Popen[str], timeout: float = 90) -> str:
         raise AssertionError(f"pytest did not end:\n{proc.communicate()[0]}") from None
 
 
+#: A second test of the same profile: its server start is not retried after an abort.
+AGAIN = "\n\ndef test_again(llama_server):\n    llama_server.get()\n"
+
+
 def running(client: DockerClient, run_id: str) -> bool:
     return any(c.status == "running" for c in containers_of(client, run_id))
 
@@ -172,13 +176,17 @@ def test_timeout_during_start_fails_the_test_and_leaves_no_container(
         client: DockerClient, run_id: str, bench_project: Any) -> None:
     """pytest-timeout's ``signal`` method raises in the test: every ``finally`` runs."""
     project = bench_project(bench_project.profile("bench-stuck", "stuck.gguf"),
-                            bench_project.profile("bench-smoke"))
+                            bench_project.profile("bench-smoke"), extra_tests=AGAIN)
     proc = project.start("--timeout", "6", "-rA", run_id=run_id)
     wait_until(lambda: running(client, run_id), "the stuck server's container", proc)
     output = finish(proc)
     assert proc.returncode == 1, output
     assert "Failed: Timeout (>6.0s) from pytest-timeout" in output
     assert "FAILED bench_tests/test_life.py::test_life[bench-stuck]" in output
+    # the profile's next test does not wait again: the start is not retried
+    assert "FAILED bench_tests/test_life.py::test_again[bench-stuck]" in output
+    assert "ServerStartError: the start of [bench-stuck]'s llama-server was aborted in an " \
+           "earlier test (Failed: Timeout" in output
     assert "PASSED bench_tests/test_life.py::test_life[bench-smoke]" in output  # it went on
     assert containers_of(client, run_id) == [], output
 

@@ -198,6 +198,29 @@ def test_failed_start_releases_its_gpus_at_once(smoke: Profile, tmp_path: Path) 
     assert healthy.lock_wait_s < 1
 
 
+def test_an_aborted_start_errors_later_gets(smoke: Profile, tmp_path: Path) -> None:
+    """A pytest-timeout expiry (``Failed``, a BaseException) in the first start: the
+    profile's next test gets a ServerStartError naming it, not a second 'Timeout'."""
+
+    class Aborted(BaseException):
+        pass
+
+    class AbortedServer(RecordingServer):
+        def _start(self) -> Any:
+            raise Aborted("Timeout (>6.0s) from pytest-timeout.")
+
+    server = AbortedServer(profile_on(smoke, "slow", ("0",)), tmp_path, [])
+    with pytest.raises(Aborted):
+        server.get()
+    with pytest.raises(ServerStartError, match=r"start of \[slow\]'s llama-server was "
+                       r"aborted in an earlier test \(Aborted: Timeout"):
+        server.get()
+    interrupted = AbortedServer(profile_on(smoke, "x", ()), tmp_path, [])
+    interrupted._error = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C stays Ctrl-C
+        interrupted.get()
+
+
 def test_close_releases_and_the_lock_files_stay(smoke: Profile, tmp_path: Path) -> None:
     server = RecordingServer(profile_on(smoke, "a", ("1", "0")), tmp_path, [])
     server.get()

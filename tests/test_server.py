@@ -269,6 +269,7 @@ def test_base_url_profile_gets_a_handle_without_a_container(
             assert handle.base_url == running.base_url
             assert handle.container_id == handle.image_id == ""
             assert handle.props["build_info"] == running.props["build_info"]
+            assert any("canary-humaneval" in model for model in handle.models), handle.models
             assert handle.is_alive()
             assert "no container" in handle.log_tail()
         assert running.is_alive()
