@@ -48,7 +48,8 @@ def test_canary_profiles_reproduce_their_designed_verdicts(tmp_path):
 
     plain = summary(reports, "bench-canary")
     assert (plain["n_tasks"], plain["plus_passed"], plain["base_passed"]) == (164, 132, 132)
-    assert plain["no_answer"] == [] and plain["truncated"] == []
+    assert plain["no_answer"] == []
+    assert plain["truncated"] == []
 
     think = summary(reports, "bench-canary-think")
     assert think["truncated"] == ["HumanEval/81"]

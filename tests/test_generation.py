@@ -17,10 +17,10 @@ import threading
 import time
 from pathlib import Path
 
-import docker
 import httpx
 import pytest
 
+import docker
 from plugin.config import Defaults, load_models_conf
 from plugin.errors import ServerDiedError
 from plugin.generate import CompletionStore, Retry, Sampling, generate
