@@ -22,7 +22,7 @@ SHARED_MODELS = ROOT.parent / "shared/models"
 
 
 def run_bench(*args: str, reports: Path, conf: Path | None = None,
-              timeout: float = 1200) -> subprocess.CompletedProcess[str]:
+              timeout: float = 2400) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BENCH_CPU_IMAGE": os.environ.get("LLAMA_IMAGE",
                                                            "local/llama.cpp:server")}
     command = [sys.executable, "-m", "pytest", "bench_tests", "-p", "no:cacheprovider",
