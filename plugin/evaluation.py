@@ -58,6 +58,7 @@ MISSING = "missing"
 # The runner sends a heartbeat every 10 s; this much silence means it is stuck.
 STALL_TIMEOUT_S = 300.0
 GIB = 1 << 30
+SANDBOX_CPU_SHARES = 8192  # Docker's default is 1024
 SANDBOX_DIR = Path(__file__).resolve().parent / "sandbox"
 LOCAL_WARNING = (
     "sandbox='local': generated code runs as YOUR user on this machine, with your files, "
@@ -639,6 +640,9 @@ def sandbox_container_spec(image: str, args: list[str], volumes: dict[str, dict[
         "mem_limit": memory,
         "memswap_limit": memory,
         "nano_cpus": int(cpus * 1e9),
+        # Per-test limits are wall-clock: a sandbox starved by busy sibling containers (e.g.
+        # llama-servers whose threads spin) times out correct code. Weigh it above them.
+        "cpu_shares": SANDBOX_CPU_SHARES,
         "ulimits": [Ulimit(name="core", soft=0, hard=0)],
         "environment": {
             "PYTHONPATH": f"/opt/evalplus:{Path(protocol.RUNNER_MOUNT).parent}",

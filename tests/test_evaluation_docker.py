@@ -152,14 +152,17 @@ MIXED = {
 }
 
 
-def _run_evalplus(samples: Path, dataset_file: Path, home: Path) -> dict[str, Any]:
+def _run_evalplus(samples: Path, dataset_file: Path, home: Path,
+                  dataset: str = "humaneval") -> dict[str, Any]:
     """evalplus.evaluate 0.3.1 itself, with its caches in a temporary HOME."""
+    mini = dataset == "humaneval"
     code = ("import sys; from evalplus.evaluate import evaluate; "
-            "evaluate('humaneval', samples=sys.argv[1], mini=True, i_just_wanna_run=True, "
+            f"evaluate({dataset!r}, samples=sys.argv[1], mini={mini}, i_just_wanna_run=True, "
             "parallel=2, min_time_limit=float(sys.argv[2]), "
             "gt_time_limit_factor=float(sys.argv[3]))")
     limits = evaluation.Limits()
-    env = {**os.environ, "HUMANEVAL_OVERRIDE_PATH": str(dataset_file), "HOME": str(home),
+    override = "HUMANEVAL_OVERRIDE_PATH" if dataset == "humaneval" else "MBPP_OVERRIDE_PATH"
+    env = {**os.environ, override: str(dataset_file), "HOME": str(home),
            "XDG_CACHE_HOME": str(home / ".cache")}
     done = subprocess.run(
         [sys.executable, "-c", code, str(samples), str(limits.min_time_limit),
@@ -205,6 +208,62 @@ def test_mixed_set_matches_evalplus_evaluate(docker_client: Any, oracle_cache: P
     statuses = {(e[0]["base_status"], e[0]["plus_status"]) for e in ours.values()}
     assert {("pass", "pass"), ("fail", "fail"), ("timeout", "timeout")} <= statuses
     assert ("pass", "fail") in statuses  # passes the base tests only
+
+
+MBPP_MIXED = {
+    # special oracles: right answers that differ from the reference output
+    "Mbpp/581": "import math\ndef surface_Area(b, h):\n"
+                "    return round(b * b + 2 * b * math.sqrt((b / 2) ** 2 + h ** 2))\n",
+    "Mbpp/558": "def digit_distance_nums(a, b):\n    x, y = str(a), str(b)\n"
+                "    n = max(len(x), len(y))\n"
+                "    return sum(abs(int(p) - int(q)) for p, q in zip(x.zfill(n), y.zfill(n)))\n",
+    "Mbpp/2": "def similar_elements(a, b):\n"
+              "    return tuple(sorted(set(a) & set(b), reverse=True))\n",
+    "Mbpp/737": "import re\ndef check_str(s):\n    return bool(re.match('^[aeiouAEIOU]', s))\n",
+    # wrong answers; 124 and 252 have failing inputs EvalPlus serializes specially
+    "Mbpp/769": "def Diff(a, b):\n    return list(set(a) - set(b))\n",
+    "Mbpp/252": "def convert(numbers):\n    return (abs(numbers), 0.0)\n",
+    "Mbpp/124": "def angle_complex(a, b):\n    return 0.0\n",
+    "Mbpp/63": "def max_difference(test_list):\n    raise KeyError(test_list)\n",
+    "Mbpp/75": "def find_tuples(test_list, K)\n    return []\n",
+    "Mbpp/106": "def add_lists(test_list, test_tup):\n    while True:\n        pass\n",
+}
+MBPP_CANONICAL = ("Mbpp/722", "Mbpp/615", "Mbpp/580", "Mbpp/3")
+
+
+def test_mbpp_mixed_set_matches_evalplus_evaluate(docker_client: Any, oracle_cache: Path,
+                                                  tmp_path: Path) -> None:
+    """MBPP+ special oracles, set/not-None comparisons and the MBPP+ (de)serialization of
+    failing inputs agree with evalplus.evaluate (run on a file holding just these tasks)."""
+    import gzip
+
+    from plugin.datasets import iter_records
+
+    full = load_dataset("mbpp")
+    ids = [*MBPP_MIXED, *MBPP_CANONICAL]
+    data = replace(full, tasks={t: full.tasks[t] for t in full.tasks if t in ids})
+    subset_file = tmp_path / "MbppPlus-subset.jsonl"
+    with subset_file.open("w") as handle:
+        for record in iter_records(gzip.decompress(full.path.read_bytes())):
+            if record["task_id"] in ids:
+                handle.write(json.dumps(record) + "\n")
+    solutions = {t: MBPP_MIXED.get(t, data.tasks[t].canonical_program) for t in data.tasks}
+    samples = tmp_path / "evalplus" / "samples.jsonl"
+    samples.parent.mkdir()
+    samples.write_text("".join(json.dumps({"task_id": t, "solution": p}) + "\n"
+                               for t, p in solutions.items()))
+    ours = _evaluate(data, solutions, tmp_path / "ours", docker_client, oracle_cache)
+    (tmp_path / "home").mkdir()
+    theirs = _run_evalplus(samples, subset_file, tmp_path / "home", dataset="mbpp")["eval"]
+    ours_json = json.loads((tmp_path / "ours" / "eval_results.json").read_text())["eval"]
+    fields = ("base_status", "plus_status", "base_fail_tests", "plus_fail_tests")
+    differences = {t: ({f: theirs[t][0][f] for f in fields},
+                       {f: ours_json[t][0][f] for f in fields})
+                   for t in theirs if any(theirs[t][0][f] != ours_json[t][0][f] for f in fields)}
+    assert differences == {}
+    assert sorted(theirs) == sorted(ours_json)
+    passed = {t for t, v in ours.verdicts.items() if v.plus_passed}
+    assert passed == {"Mbpp/581", "Mbpp/558", "Mbpp/2", "Mbpp/737", *MBPP_CANONICAL}
 
 
 # ------------------------------------------------------------------------ containment

@@ -237,6 +237,7 @@ def test_container_spec_is_locked_down() -> None:
     assert spec["mem_limit"] == spec["memswap_limit"]
     assert spec["mem_limit"] > 0
     assert spec["nano_cpus"] > 0
+    assert spec["cpu_shares"] > 1024
     assert spec["labels"]["bench.harness"] == "llama-bench"
     assert spec["labels"]["bench.role"] == "sandbox"
     assert spec["command"][:3] == ["python3", "-m", "bench_sandbox"]
