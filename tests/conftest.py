@@ -134,14 +134,20 @@ def test_life(bench_profile, llama_server, bench_state):
             "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8,
             "temperature": 0})
         assert answer.status_code == 200, answer.text
-        record.setdefault("first_answer", time.time())
-        Path(os.environ["LIFE_OUT"], bench_profile.name + ".json").write_text(
-            json.dumps(record))
+        if "first_answer" not in record:
+            record["first_answer"] = time.time()
+            save(record)
         if os.environ.get("LIFE_MODE") != "loop":
             break
     time.sleep(float(os.environ.get("LIFE_HOLD", "0")))
     record["down"] = time.time()
-    Path(os.environ["LIFE_OUT"], bench_profile.name + ".json").write_text(json.dumps(record))
+    save(record)
+
+
+def save(record):
+    path = Path(os.environ["LIFE_OUT"], record["profile"] + ".json")
+    path.with_suffix(".tmp").write_text(json.dumps(record))
+    os.replace(path.with_suffix(".tmp"), path)
 """
 
 

@@ -5,7 +5,7 @@
   during the start. Afterwards no container of that run id exists.
 * A profile whose server cannot start errors its own tests, with the log tail, and the run
   goes on to the next profile (the real bench_tests, real sandbox, ``--bench-limit 3``).
-* Under xdist the workers share the controller's run id.
+* Under xdist the workers share the controller's run id (checked in the Ctrl-C test).
 * ``--bench-base-url``: the benchmark runs against a server started by hand, and the
   harness starts no container of its own.
 
@@ -159,17 +159,25 @@ def test_ctrl_c_while_generating_leaves_no_container(
     assert containers_of(client, run_id) == [], output
 
 
-def test_ctrl_c_to_an_xdist_run_leaves_no_container(
-        client: DockerClient, run_id: str, bench_project: Any) -> None:
-    """Ctrl-C in a terminal signals the whole process group: controller and workers."""
+def test_xdist_run_shares_its_run_id_and_ctrl_c_leaves_no_container(
+        client: DockerClient, bench_project: Any) -> None:
+    """Two workers, one profile each, one run id (no BENCH_RUN_ID: the controller makes it
+    and pytest_configure_node hands it over). Then Ctrl-C as a terminal sends it: to the
+    whole process group, controller and workers, while both servers generate."""
     project = bench_project(bench_project.profile("bench-smoke-a"),
                             bench_project.profile("bench-smoke-b"))
-    proc = project.start("-n", "2", "--dist", "loadgroup", run_id=run_id, LIFE_MODE="loop")
-    wait_until(lambda: len(project.records()) == 2, "both profiles answering", proc, 90)
+    proc = project.start("-n", "2", "--dist", "loadgroup", run_id="", LIFE_MODE="loop")
+    records = wait_until(lambda: len(project.records()) == 2 and project.records(),
+                         "both profiles answering", proc, 90)
     os.killpg(proc.pid, signal.SIGINT)
     output = finish(proc)
     assert proc.returncode != 0, output
-    assert containers_of(client, run_id) == [], output
+    workers = {r["worker"] for r in records.values()}
+    assert len(workers) == 2, f"both profiles ran on one worker: {records}"
+    run_ids = {r["run_id"] for r in records.values()}
+    assert len(run_ids) == 1, records
+    assert {r["labels"][server.LABEL_RUN_ID] for r in records.values()} == run_ids
+    assert containers_of(client, run_ids.pop()) == [], output
 
 
 def test_timeout_during_start_fails_the_test_and_leaves_no_container(
@@ -177,11 +185,11 @@ def test_timeout_during_start_fails_the_test_and_leaves_no_container(
     """pytest-timeout's ``signal`` method raises in the test: every ``finally`` runs."""
     project = bench_project(bench_project.profile("bench-stuck", "stuck.gguf"),
                             bench_project.profile("bench-smoke"), extra_tests=AGAIN)
-    proc = project.start("--timeout", "6", "-rA", run_id=run_id)
+    proc = project.start("--timeout", "8", "-rA", run_id=run_id)
     wait_until(lambda: running(client, run_id), "the stuck server's container", proc)
     output = finish(proc)
     assert proc.returncode == 1, output
-    assert "Failed: Timeout (>6.0s) from pytest-timeout" in output
+    assert "Failed: Timeout (>8.0s) from pytest-timeout" in output
     assert "FAILED bench_tests/test_life.py::test_life[bench-stuck]" in output
     # the profile's next test does not wait again: the start is not retried
     assert "FAILED bench_tests/test_life.py::test_again[bench-stuck]" in output
@@ -238,27 +246,6 @@ def junit_outcomes(path: Path) -> dict[str, tuple[str, str]]:
 
 def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("BENCH_", "PYTEST_"))}
-
-
-# --------------------------------------------------------------------------- xdist
-
-
-def test_xdist_workers_share_the_controllers_run_id(
-        client: DockerClient, bench_project: Any) -> None:
-    project = bench_project(bench_project.profile("bench-smoke-a"),
-                            bench_project.profile("bench-smoke-b"))
-    proc = project.start("-n", "2", "--dist", "loadgroup", run_id="")  # no BENCH_RUN_ID
-    output = finish(proc)
-    assert proc.returncode == 0, output
-    records = project.records()
-    assert set(records) == {"bench-smoke-a", "bench-smoke-b"}
-    workers = {r["worker"] for r in records.values()}
-    assert len(workers) == 2, f"both profiles ran on one worker: {records}"
-    run_ids = {r["run_id"] for r in records.values()}
-    labels = {r["labels"][server.LABEL_RUN_ID] for r in records.values()}
-    assert len(run_ids) == 1, records
-    assert labels == run_ids
-    assert containers_of(client, run_ids.pop()) == []
 
 
 # --------------------------------------------------------------------------- external server
