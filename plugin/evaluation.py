@@ -605,16 +605,23 @@ class DockerSandbox:
              purpose: str) -> Events:
         volumes = {str(SANDBOX_DIR): {"bind": protocol.RUNNER_MOUNT, "mode": "ro"}, **volumes}
         spec = sandbox_container_spec(self.image_name, args, volumes, workers, purpose)
-        container = self.client.containers.create(**spec)
+        docker_errors = importlib.import_module("docker.errors")
+        what = f"sandbox container ({purpose}, image {self.image_name})"
+        try:
+            container = self.client.containers.create(**spec)
+        except docker_errors.DockerException as exc:
+            raise SandboxError(f"cannot create the {what}: {exc}") from exc
         try:
             container.start()
             chunks = container.logs(stream=True, follow=True, stdout=True, stderr=False)
-            yield from _events(chunks, what=f"sandbox container ({purpose})")
+            yield from _events(chunks, what=what)
             status = container.wait(timeout=60)
             code = int(status.get("StatusCode", -1))
             if code != 0:
                 tail = container.logs(stdout=False, stderr=True, tail=30).decode(errors="replace")
-                raise SandboxError(f"sandbox container ({purpose}) exited with {code}: {tail}")
+                raise SandboxError(f"{what} exited with {code}: {tail}")
+        except (docker_errors.DockerException, OSError) as exc:  # requests errors are OSErrors
+            raise SandboxError(f"Docker failed running the {what}: {exc}") from exc
         finally:
             with contextlib.suppress(Exception):
                 container.remove(force=True)
