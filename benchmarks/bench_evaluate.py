@@ -109,6 +109,7 @@ def main() -> int:
                     "HUMANEVAL_OVERRIDE_PATH": str(data.path)}
     (work / "home").mkdir()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    load_before = round(os.getloadavg()[0], 2)
 
     print("warming caches (expected outputs) ...", file=sys.stderr)
     _ours(work, samples, work / "warm-ours", env_ours, args.workers, args.image)
@@ -140,6 +141,9 @@ def main() -> int:
         "speedup_vs_evalplus_default": round(med(ep_default) / med(ours), 2),
         "speedup_vs_evalplus_parallel": round(med(ep_parallel) / med(ours), 2),
         "ours_over_floor": round(med(ours) / med(floors), 2),
+        # share of the machine our test processes actually got (1.0 = all cores, all along)
+        "ours_cpu_share": round(med([f / o for f, o in zip(floors, ours, strict=True)]), 2),
+        "load_before": load_before,
         "load_after": round(os.getloadavg()[0], 2),
     }
     rows = [("python -m plugin evaluate", ours),
@@ -150,7 +154,8 @@ def main() -> int:
     for name, values in rows:
         print(f"{name:52} {med(values):9.2f}  {', '.join(f'{v:.1f}' for v in values)}")
     print(f"speedup vs evalplus default: {report['speedup_vs_evalplus_default']}x; "
-          f"ours / floor: {report['ours_over_floor']}x")
+          f"ours / floor: {report['ours_over_floor']}x; CPU share we got: "
+          f"{report['ours_cpu_share']} (load {load_before} -> {report['load_after']})")
     print(json.dumps(report))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
