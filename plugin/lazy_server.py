@@ -102,8 +102,16 @@ class LazyServer:
             return
         directory = self.lock_dir / engine_key(self.client, engine_host(self.profile))
         started = time.monotonic()
-        self._stack.enter_context(gpu_locks(self.profile.gpus, directory,
-                                            poll_s=self.lock_poll_s, on_wait=self._waiting))
+        try:
+            self._stack.enter_context(gpu_locks(self.profile.gpus, directory,
+                                                poll_s=self.lock_poll_s,
+                                                on_wait=self._waiting))
+        except OSError as exc:
+            raise ServerStartError(
+                f"cannot take the GPU locks of [{self.profile.name}] in {directory}: {exc}\n"
+                "  fix: make that folder writable for this user, or pass --bench-lock-dir "
+                "DIR (BENCH_LOCK_DIR) with a folder every run on this machine can write"
+            ) from None
         self.lock_wait_s = time.monotonic() - started
 
     def _waiting(self, lock: Path) -> None:

@@ -234,6 +234,15 @@ def test_close_releases_and_the_lock_files_stay(smoke: Profile, tmp_path: Path) 
         assert held == [folder / "gpu-0.lock"]
 
 
+def test_unusable_lock_dir_is_a_start_error_with_the_fix(smoke: Profile, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    server = RecordingServer(profile_on(smoke, "a", ("0",)), blocker, [])
+    with pytest.raises(ServerStartError, match=r"cannot take the GPU locks of \[a\] in "
+                       r".*not-a-dir/host-local: .*\n  fix: .*--bench-lock-dir"):
+        server.get()
+
+
 def test_cpu_and_base_url_profiles_take_no_lock(smoke: Profile, tmp_path: Path) -> None:
     for profile in (profile_on(smoke, "cpu", ()),
                     replace(profile_on(smoke, "ext", ("0",)), base_url="http://x:8080")):
