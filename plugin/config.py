@@ -66,7 +66,7 @@ _RESERVED_FLAGS: Mapping[str, str] = {
     "--port": "the harness (it publishes a free host port)",
 }
 
-_SECTION_RE = re.compile(r"^\s*\[(?P<name>[^\]]*)\]")
+_SECTION_RE = re.compile(r"^\s*\[(?P<name>.+)\]")  # configparser SECTCRE
 _KEY_RE = re.compile(r"^(?P<key>[^=\s#;\[][^=]*?)\s*=")
 _CUDA_RE = re.compile(r"CUDA(\d+)")
 _QUANT_RE = re.compile(r"(UD-)?(I?Q\d(_[A-Z0-9]+)*|MXFP4|F16|BF16|F32)", re.IGNORECASE)

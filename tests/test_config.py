@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from plugin.config import (
@@ -171,6 +171,7 @@ _LINES = st.one_of(
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(_LINES, max_size=12), raw=st.binary(max_size=8))
+@example(lines=["[bench-a]"], raw=b"]")  # section "bench-a]": found by this test once
 def test_any_content_gives_profiles_or_a_config_error(tmp_path, lines, raw):
     """Property: whatever the file holds, the result is profiles or a ConfigError with a
     file:line location - never another exception."""
