@@ -442,6 +442,46 @@ def test_hostile_programs_are_contained(docker_client: Any, oracle_cache: Path,
     print("hostile verdicts:", {t: _statuses(result)[t] for t in hostile_ids}, errors)
 
 
+def test_interrupted_cli_leaves_no_container_and_resumes(docker_client: Any,
+                                                         oracle_cache: Path,
+                                                         tmp_path: Path) -> None:
+    """Ctrl-C mid-run: exit 130, the container is removed, judged verdicts are on disk and
+    the next run judges only the rest."""
+    import signal
+
+    data = load_dataset("humaneval", mini=True)
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps({"task_id": t, "solution": x.canonical_program})
+                               + "\n" for t, x in data.tasks.items()))
+    cmd = [sys.executable, "-m", "plugin", "evaluate", "--dataset", "humaneval", "--mini",
+           "--samples", str(samples), "--out", str(tmp_path / "out"), "--image", IMAGE]
+    env = {**os.environ, "BENCH_CACHE_DIR": str(oracle_cache)}
+    journal = tmp_path / "out" / "verdicts.jsonl"
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and len(journal.read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    left = docker_client.containers.list(all=True, filters={
+        "label": ["bench.role=sandbox", f"bench.pid={proc.pid}"]})
+    assert left == []
+    judged = len(journal.read_text().splitlines())
+    assert 5 <= judged < 164
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900, check=False)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["resumed"] >= judged - 1  # a line cut short by the interrupt is redone
+    assert summary["resumed"] + summary["judged"] == 164
+    assert summary["plus_pass_at_1"] == 1.0
+
+
 def test_missing_image_is_a_clean_cli_error(tmp_path: Path, docker_client: Any) -> None:
     samples = tmp_path / "s.jsonl"
     samples.write_text('{"task_id": "HumanEval/0", "solution": "x"}\n')
