@@ -49,7 +49,10 @@ def test_needs_server(llama_server):
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester) -> pytest.Pytester:
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    # Inner runs are subprocesses (an in-process run would unload modules such as numpy
+    # that later tests need); they find the plugin package through PYTHONPATH.
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
     pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")
     pytester.makeconftest('pytest_plugins = ["plugin.pytest_plugin"]\n')
     (pytester.path / "models.conf").write_text(CONF, encoding="utf-8")
@@ -61,14 +64,14 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 def test_help_lists_every_bench_option(project):
-    result = project.runpytest("--help")
+    result = project.runpytest_subprocess("--help")
     lines = [f"*{s.option}*" for s in S.SETTINGS]
     result.stdout.fnmatch_lines(["*llama.cpp benchmark harness*", *lines])
     result.stdout.fnmatch_lines(["*[env BENCH_HEALTH_TIMEOUT, ini bench_health_timeout]*"])
 
 
 def test_bench_list_shows_bench_profiles_only(project):
-    result = project.runpytest("bench_tests", "--bench-list")
+    result = project.runpytest_subprocess("bench_tests", "--bench-list")
     assert result.ret == 0
     result.stdout.fnmatch_lines(["profile*ctx*gpus*image*exists*model*",
                                  "bench-alpha-q4*2048*cpu*local/llama.cpp:server*MISSING*",
@@ -77,14 +80,14 @@ def test_bench_list_shows_bench_profiles_only(project):
 
 
 def test_ids_are_profile_names_and_k_selects(project):
-    result = project.runpytest("bench_tests", "-k", "q4 and profile_name", "--collect-only",
+    result = project.runpytest_subprocess("bench_tests", "-k", "q4 and profile_name", "--collect-only",
                                "-q")
     result.stdout.fnmatch_lines(["bench_tests/test_bench.py::test_profile_name[bench-alpha-q4]",
                                  "1/4 tests collected (3 deselected)*"])
 
 
 def test_missing_model_skips_with_the_fix(project):
-    result = project.runpytest("bench_tests", "-k", "needs_server and beta", "-rs")
+    result = project.runpytest_subprocess("bench_tests", "-k", "needs_server and beta", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*model file not found*beta.gguf*BENCH_MODELS_DIR*"
                                  "models.conf:13*"])
@@ -93,14 +96,14 @@ def test_missing_model_skips_with_the_fix(project):
 def test_malformed_conf_is_a_usage_error_with_file_line(project):
     (project.path / "models.conf").write_text(CONF + "\n[bench-gamma]\nNAME=G\n",
                                               encoding="utf-8")
-    result = project.runpytest("bench_tests", "--collect-only")
+    result = project.runpytest_subprocess("bench_tests", "--collect-only")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*models.conf:22: profile ?bench-gamma?: has no MODEL*",
                                  "*fix: add MODEL=*"])
 
 
 def test_bad_option_value_names_the_flag(project):
-    result = project.runpytest("bench_tests", "--bench-health-timeout=soon", "--collect-only")
+    result = project.runpytest_subprocess("bench_tests", "--bench-health-timeout=soon", "--collect-only")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--bench-health-timeout='soon' is invalid*"])
 
@@ -113,10 +116,10 @@ def test_option_resolution_cli_then_env_then_ini(project, monkeypatch):
             print("RESOLVED", p.max_tokens, p.image)
     """)
     monkeypatch.setenv("BENCH_CPU_IMAGE", "from/env")
-    result = project.runpytest("test_probe.py", "-s", "--bench-max-tokens=222")
+    result = project.runpytest_subprocess("test_probe.py", "-s", "--bench-max-tokens=222")
     result.stdout.fnmatch_lines(["*RESOLVED 222 from/env*"])
     monkeypatch.delenv("BENCH_CPU_IMAGE")
-    result = project.runpytest("test_probe.py", "-s")
+    result = project.runpytest_subprocess("test_probe.py", "-s")
     result.stdout.fnmatch_lines(["*RESOLVED 111 from/ini*"])
 
 
