@@ -80,7 +80,8 @@ def test_bench_list_shows_bench_profiles_only(project):
 
 
 def test_ids_are_profile_names_and_k_selects(project):
-    result = project.runpytest_subprocess("bench_tests", "-k", "q4 and profile_name", "--collect-only",
+    result = project.runpytest_subprocess("bench_tests", "-k", "q4 and profile_name",
+                                          "--collect-only",
                                "-q")
     result.stdout.fnmatch_lines(["bench_tests/test_bench.py::test_profile_name[bench-alpha-q4]",
                                  "1/4 tests collected (3 deselected)*"])
@@ -103,7 +104,8 @@ def test_malformed_conf_is_a_usage_error_with_file_line(project):
 
 
 def test_bad_option_value_names_the_flag(project):
-    result = project.runpytest_subprocess("bench_tests", "--bench-health-timeout=soon", "--collect-only")
+    result = project.runpytest_subprocess("bench_tests", "--bench-health-timeout=soon",
+                                          "--collect-only")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--bench-health-timeout='soon' is invalid*"])
 
