@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -169,10 +170,16 @@ class BenchProject:
         return subprocess.Popen(
             [sys.executable, "-m", "pytest", "bench_tests", "-p", "no:randomly", *args],
             cwd=self.path, env=environ, text=True, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True)
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_default_sigint)
 
     def records(self) -> dict[str, dict[str, Any]]:
         return {p.stem: json.loads(p.read_text()) for p in sorted(self.out.glob("*.json"))}
+
+
+def _default_sigint() -> None:
+    """A shell starts background jobs with SIGINT ignored, and children inherit that: give
+    the project's pytest the default, so a Ctrl-C test works however the suite runs."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session")
