@@ -130,6 +130,37 @@ def test_session_start_without_docker_goes_on(bench_project: Any) -> None:
     assert "test_life[bench-smoke]" in output
 
 
+LEAKY_TEST = """\
+import os, socket
+
+from plugin.server import docker_client
+
+
+def test_forgets_its_container():
+    docker_client().containers.run(
+        {image!r}, ["300"], entrypoint=["sleep"], detach=True, labels={{
+            "bench.harness": "llama-bench", "bench.run_id": {run_id!r},
+            "bench.owner_pid": str(os.getpid()), "bench.owner_host": socket.gethostname(),
+            "bench.role": "leak-check"}})
+"""
+
+
+def test_session_end_check_fails_the_run_and_removes_the_leak(
+        client: DockerClient, run_id: str, tmp_path: Path) -> None:
+    """tests/conftest.py itself, in a session whose only test forgets a container."""
+    (tmp_path / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
+    (tmp_path / "test_leaky.py").write_text(LEAKY_TEST.format(image=IMAGE, run_id=run_id))
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly"],
+                          cwd=tmp_path, env={**clean_env(), "PYTHONPATH": str(ROOT)},
+                          text=True, capture_output=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout
+    assert "leaked containers" in proc.stdout
+    assert f"bench.role=leak-check, bench.run_id={run_id}" in proc.stdout
+    assert containers_of(client, run_id) == []
+
+
 # --------------------------------------------------------------------------- interruptions
 
 
