@@ -30,6 +30,8 @@ from typing import Any
 
 import pytest
 
+from plugin.evaluation import _pid_alive
+
 ROOT = Path(__file__).resolve().parent.parent
 
 HARNESS_FILTER = {"label": "bench.harness=llama-bench"}
@@ -91,13 +93,7 @@ def _ours(entry: dict[str, Any]) -> bool:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return _pid_alive(pid)
 
 
 def _describe(entry: dict[str, Any]) -> str:
