@@ -5,18 +5,21 @@ sent explicitly (GGUF metadata and server flags can set other defaults). Complet
 appended to a JSONL store as they arrive, each tagged with the run's fingerprint, so a run
 killed at task k resumes with the remaining requests only, and an unchanged re-run sends
 none. Transient failures are retried; a server that is gone is an infrastructure error
-(:class:`~plugin.errors.ServerDiedError`), never a model failure.
+(:class:`~plugin.errors.ServerDiedError`), never a model failure; so is a server that
+stops answering (a hung or paused process): a watchdog polls its health during the run and
+ends it once /health has failed for ``Retry.hang_timeout_s`` in a row.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -28,6 +31,25 @@ INSTRUCTION = ("Please provide a self-contained Python script that solves the fo
 PROMPT_TEMPLATE_ID = "evalplus-0.3.1-openai-chat"
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class MalformedResponseError(ValueError):
+    """HTTP 200 whose body is not a chat completion (cut short, not JSON, no choices)."""
+
+
+def parse_completion_body(response: httpx.Response) -> dict[str, Any]:
+    """The JSON of a chat completion, checked for the fields an answer is read from;
+    MalformedResponseError otherwise (retried: a proxy or a crashing server can cut it)."""
+    try:
+        data = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MalformedResponseError(f"body is not JSON ({exc}): {response.text[:120]!r}"
+                                     ) from None
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if (not isinstance(choices, list) or not choices or not isinstance(choices[0], dict)
+            or not isinstance(choices[0].get("message"), dict)):
+        raise MalformedResponseError(f"no choices[0].message in {response.text[:120]!r}")
+    return cast(dict[str, Any], data)
 
 
 def user_message(task_prompt: str) -> str:
@@ -172,9 +194,16 @@ class CompletionStore:
         return found
 
     def append(self, completion: Completion) -> None:
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(asdict(completion)) + "\n")
-            fh.flush()
+        """One ``write`` of one whole line on an O_APPEND descriptor: a kill leaves the
+        line entirely there or absent (a cut line is skipped by :meth:`load` anyway)."""
+        line = (json.dumps(asdict(completion)) + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            written = os.write(fd, line)
+            while written < len(line):  # a short write (signal, full disk): finish it
+                written += os.write(fd, line[written:])
+        finally:
+            os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -183,6 +212,10 @@ class Retry:
     first_delay_s: float = 0.5
     max_delay_s: float = 8.0
     request_timeout_s: float = 900.0
+    #: /health failing this long in a row (a hung or paused server) ends the run.
+    hang_timeout_s: float = 300.0
+    #: How often the watchdog asks ``alive()`` during a run.
+    watch_interval_s: float = 5.0
 
 
 async def _post_with_retry(client: httpx.AsyncClient, url: str, body: dict[str, Any],
@@ -193,13 +226,18 @@ async def _post_with_retry(client: httpx.AsyncClient, url: str, body: dict[str, 
         try:
             response = await client.post(url, json=body)
             if response.status_code == 200:
-                return response.json(), attempt
+                return parse_completion_body(response), attempt
             last = f"HTTP {response.status_code}: {response.text[:200]}"
+            if response.status_code in (401, 403):
+                raise ServerDiedError(
+                    f"POST {url} was refused ({last})\n  fix: the server wants an API key: "
+                    "set API_KEY_ENV=<variable name> in the profile and export that "
+                    "variable with the server's key")
             if response.status_code not in RETRY_STATUS:
                 raise ServerDiedError(f"POST {url} failed permanently: {last}")
-        except (httpx.TransportError, json.JSONDecodeError) as exc:
+        except (httpx.TransportError, MalformedResponseError) as exc:
             last = f"{type(exc).__name__}: {exc}"
-        if not alive():
+        if not await asyncio.to_thread(alive):
             raise ServerDiedError(f"llama-server is gone (POST {url}: {last})")
         await asyncio.sleep(delay)
         delay = min(delay * 2, retry.max_delay_s)
@@ -210,6 +248,7 @@ async def _generate(base_url: str, prompts: Mapping[str, str], sampling: Samplin
                     store: CompletionStore, fingerprint: str, concurrency: int,
                     retry: Retry, alive: Callable[[], bool], progress: Progress,
                     on_completion: Callable[[Completion, Progress], None] | None,
+                    headers: Mapping[str, str], healthy: Callable[[], bool],
                     ) -> dict[str, Completion]:
     url = base_url.rstrip("/") + "/v1/chat/completions"
     results: dict[str, Completion] = {}
@@ -217,7 +256,8 @@ async def _generate(base_url: str, prompts: Mapping[str, str], sampling: Samplin
     timeout = httpx.Timeout(retry.request_timeout_s, connect=10.0)
     limits = httpx.Limits(max_connections=max(1, concurrency))
 
-    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=timeout, limits=limits,
+                                 headers=dict(headers)) as client:
 
         async def one(task_id: str, prompt: str) -> None:
             async with gate:
@@ -234,22 +274,57 @@ async def _generate(base_url: str, prompts: Mapping[str, str], sampling: Samplin
                 on_completion(completion, progress)
 
         jobs = [asyncio.ensure_future(one(t, p)) for t, p in prompts.items()]
+        watchdog: asyncio.Future[Any] = asyncio.ensure_future(_watch(healthy, retry))
+        work: asyncio.Future[Any] = asyncio.gather(*jobs)
         try:
-            await asyncio.gather(*jobs)
+            await asyncio.wait([work, watchdog], return_when=asyncio.FIRST_COMPLETED)
+            if watchdog.done():
+                watchdog.result()  # raises: the server stopped answering
+            await work
         finally:
-            for job in jobs:
+            for job in [*jobs, watchdog, work]:
                 job.cancel()
+            await asyncio.gather(*jobs, watchdog, work, return_exceptions=True)
     return results
+
+
+async def _watch(healthy: Callable[[], bool], retry: Retry) -> None:
+    """Raise ServerDiedError once ``healthy()`` has been false for ``hang_timeout_s``.
+
+    A request in flight to a hung server (SIGSTOP, ``docker pause``, a wedged GPU) would
+    wait for its full read timeout; this ends the run much sooner, and a server that comes
+    back before the limit costs nothing (its requests simply complete).
+    """
+    down_since: float | None = None
+    while True:
+        await asyncio.sleep(retry.watch_interval_s)
+        ok = await asyncio.to_thread(healthy)
+        now = time.monotonic()
+        if ok:
+            down_since = None
+            continue
+        down_since = down_since if down_since is not None else now
+        if now - down_since >= retry.hang_timeout_s:
+            raise ServerDiedError(
+                f"llama-server stopped answering: its health check has failed for "
+                f"{now - down_since:.0f} s in a row (hung, paused or overloaded); answers "
+                f"received so far are stored\n  fix: read the server log; if the server is "
+                f"merely slow, raise --bench-hang-timeout")
 
 
 def generate(base_url: str, prompts: Mapping[str, str], sampling: Sampling, store_path: Path,
              fingerprint: str, *, concurrency: int = 1, retry: Retry | None = None,
              alive: Callable[[], bool] = lambda: True,
              on_completion: Callable[[Completion, Progress], None] | None = None,
+             headers: Mapping[str, str] | None = None,
+             healthy: Callable[[], bool] | None = None,
              ) -> tuple[dict[str, Completion], Progress]:
     """Completions for every task of ``prompts`` (task_id -> task prompt), in task order.
 
     Completions already stored under ``fingerprint`` are reused without a request.
+    ``alive()`` false (the server process is gone) ends the run at the next failed
+    request; ``healthy()`` (default: ``alive``) false for ``retry.hang_timeout_s`` in a
+    row ends it even while requests hang. ``headers`` go with every request (API key).
     """
     store = CompletionStore(store_path)
     known = store.load(fingerprint)
@@ -260,7 +335,7 @@ def generate(base_url: str, prompts: Mapping[str, str], sampling: Sampling, stor
     if missing:
         fresh = asyncio.run(_generate(base_url, missing, sampling, store, fingerprint,
                                       concurrency, retry or Retry(), alive, progress,
-                                      on_completion))
+                                      on_completion, headers or {}, healthy or alive))
     merged = {**known, **fresh}
     return {t: merged[t] for t in prompts}, progress
 

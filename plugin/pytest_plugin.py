@@ -394,6 +394,7 @@ def bench_result(bench_profile: Profile, llama_server: Any, bench_state: BenchSt
             sandbox_image=bench_state.values["sandbox-image"],
             limit=bench_state.values["limit"],
             concurrency=bench_state.values["concurrency"],
+            hang_timeout_s=bench_state.values["hang-timeout"],
             on_completion=_progress_printer(request.config, bench_profile.name))
         out_dir = bench_state.reports_dir / bench_profile.name / dataset
         try:

@@ -8,9 +8,10 @@ No pytest here: the plugin's fixture is a thin ``with llama_server(...) as handl
   until 200 and yields a :class:`ServerHandle`; the container is removed afterwards, on
   errors and Ctrl-C too. Profiles with ``BASE_URL`` get a handle for the running server.
 * Every container carries ``bench.*`` labels (owner pid and host), is registered for
-  removal at exit and on SIGTERM (:func:`cleanup_all`), and
-  :func:`reap_stale_containers` removes those whose owner died without cleaning up
-  (pytest-timeout's ``thread`` method kills the process; no ``finally`` runs then).
+  removal at exit and on SIGTERM (:func:`cleanup_all`), and is watched by a reaper
+  process (:mod:`plugin.reaper`) that removes it once its owner died without cleaning up
+  (pytest-timeout's ``thread`` method kills the process; no ``finally`` runs then);
+  :func:`reap_stale_containers` removes whatever is still left at the next session.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from docker.client import DockerClient  # submodule: ./docker/ shadows the SDK f
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Mount
 
+from plugin import reaper
 from plugin.config import Profile
 from plugin.errors import (
     DockerUnavailableError,
@@ -54,6 +56,8 @@ LABEL_ROLE = "bench.role"
 ROLE_SERVER = "server"
 
 CONTAINER_PORT = 8080
+API_KEY_VARIABLE = "LLAMA_API_KEY"  # llama-server reads --api-key from it
+REDACTED = "***"
 MODELS_MOUNT = "/models"
 STOP_TIMEOUT_S = 5
 LOG_TAIL_LINES = 40
@@ -100,7 +104,7 @@ class ContainerSpec:
     command: tuple[str, ...]
     device_requests: tuple[DeviceRequest, ...]
     mounts: tuple[Mount, ...]
-    environment: Mapping[str, str]
+    environment: Mapping[str, str] = field(repr=False)  # may hold the API key
     ports: Mapping[str, tuple[str, int | None]]
     labels: Mapping[str, str]
     name: str
@@ -149,11 +153,18 @@ def build_container_spec(profile: Profile, *, run_id: str,
         device_requests=device_requests(profile.gpus),
         mounts=(Mount(target=MODELS_MOUNT, source=str(mount_source), type="bind",
                       read_only=True),),
-        environment={},
+        environment=server_environment(profile),
         ports={f"{container_port}/tcp": (publish_on, None)},
         labels=harness_labels(run_id=run_id, role=ROLE_SERVER, profile=profile.name),
         name=container_name(profile, run_id),
     )
+
+
+def server_environment(profile: Profile) -> dict[str, str]:
+    """LLAMA_API_KEY (llama-server's --api-key) when the profile has API_KEY_ENV: the key
+    travels in the container's environment, never on its command line or in a log."""
+    key = profile.api_key()
+    return {API_KEY_VARIABLE: key} if key else {}
 
 
 def model_mount(profile: Profile) -> tuple[Path, PurePosixPath]:
@@ -257,6 +268,13 @@ class ServerHandle:
     client: DockerClient | None = field(default=None, repr=False, compare=False)
     #: Model ids of ``/v1/models`` (external servers; identifies servers without /props).
     models: tuple[str, ...] = ()
+    #: The profile's API key (API_KEY_ENV), sent as ``Authorization: Bearer``; never shown.
+    api_key: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers every request to this server carries (the API key, if any)."""
+        return auth_headers(self.api_key)
 
     @property
     def openai_base_url(self) -> str:
@@ -267,11 +285,30 @@ class ServerHandle:
         if self.client is not None and self.container_id and not _container_running(
                 self.client, self.container_id):
             return False
-        with httpx.Client(trust_env=not self.container_id) as http:
+        with httpx.Client(trust_env=not self.container_id, headers=self.headers) as http:
             return _probe(http, self.base_url, timeout).healthy
+
+    def is_running(self, timeout: float = 5.0) -> bool:
+        """The server process still exists: its container runs (a paused or busy one
+        counts), or, for an external server, /health answers."""
+        if self.client is not None and self.container_id:
+            return _container_running(self.client, self.container_id)
+        return self.is_alive(timeout)
 
     def log_tail(self, n: int = LOG_TAIL_LINES) -> str:
         return read_log_tail(self.log_path, n)
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def redact(data: bytes, secrets: Iterable[str]) -> bytes:
+    """``data`` with every secret replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            data = data.replace(secret.encode(), REDACTED.encode())
+    return data
 
 
 def read_log_tail(path: Path, n: int = LOG_TAIL_LINES) -> str:
@@ -343,12 +380,13 @@ def _probe(http: httpx.Client, base_url: str, timeout: float,
 
 def _poll_health(base_url: str, *, timeout: float, poll_interval: float,
                  exited: Callable[[], _Exit | None], trust_env: bool = False,
-                 fallback: str | None = None) -> _Poll:
+                 fallback: str | None = None, headers: Mapping[str, str] | None = None,
+                 ) -> _Poll:
     """Poll until 200, the container exits, or ``timeout`` seconds pass."""
     start = time.monotonic()
     delay = min(0.05, poll_interval)
     attempts = 0
-    with httpx.Client(trust_env=trust_env) as http:
+    with httpx.Client(trust_env=trust_env, headers=dict(headers or {})) as http:
         while True:
             remaining = timeout - (time.monotonic() - start)
             probe = _probe(http, base_url, min(5.0, max(0.1, remaining)), fallback)
@@ -363,20 +401,24 @@ def _poll_health(base_url: str, *, timeout: float, poll_interval: float,
             delay = min(delay * 2, poll_interval)
 
 
-def _fetch_props(base_url: str, *, trust_env: bool = False) -> dict[str, Any]:
+def _fetch_props(base_url: str, *, trust_env: bool = False,
+                 headers: Mapping[str, str] | None = None) -> dict[str, Any]:
     """GET /props (build_info, model_path, chat_template, ...); {} if not offered."""
     try:
-        response = httpx.get(f"{base_url}/props", timeout=10.0, trust_env=trust_env)
+        response = httpx.get(f"{base_url}/props", timeout=10.0, trust_env=trust_env,
+                             headers=dict(headers or {}))
         data = response.json() if response.status_code == 200 else {}
     except (httpx.HTTPError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
-def _fetch_model_ids(base_url: str, *, trust_env: bool = False) -> tuple[str, ...]:
+def _fetch_model_ids(base_url: str, *, trust_env: bool = False,
+                     headers: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """Ids of GET /v1/models (OpenAI format); () if not offered."""
     try:
-        response = httpx.get(f"{base_url}/v1/models", timeout=10.0, trust_env=trust_env)
+        response = httpx.get(f"{base_url}/v1/models", timeout=10.0, trust_env=trust_env,
+                             headers=dict(headers or {}))
         data = response.json() if response.status_code == 200 else {}
     except (httpx.HTTPError, ValueError):
         return ()
@@ -547,21 +589,35 @@ def _owner_alive(pid_label: str | None) -> bool:
 class _LogPump(threading.Thread):
     """Follow the container's output into ``path`` so the log survives a crash of ours."""
 
-    def __init__(self, container: Any, path: Path) -> None:
+    #: A line longer than this is written in pieces (a secret cut in two may then show).
+    MAX_PENDING = 64 * 1024
+
+    def __init__(self, container: Any, path: Path, secrets: Iterable[str] = ()) -> None:
         super().__init__(name=f"log-{container.name}", daemon=True)
         self.container = container
         self.path = path
+        self.secrets = tuple(s for s in secrets if s)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"")
 
     def run(self) -> None:
+        pending = b""  # whole lines are redacted, so a secret split by chunking still goes
         with self.path.open("ab") as fh:
             try:
                 for chunk in self.container.logs(stream=True, follow=True):
-                    fh.write(chunk)
-                    fh.flush()
+                    pending += chunk
+                    cut = pending.rfind(b"\n") + 1
+                    if not cut and len(pending) > self.MAX_PENDING:
+                        cut = len(pending)
+                    if cut:
+                        fh.write(redact(pending[:cut], self.secrets))
+                        fh.flush()
+                        pending = pending[cut:]
             except Exception as exc:  # the stream breaks when the container goes away
+                fh.write(redact(pending, self.secrets))
+                pending = b""
                 fh.write(f"\n[log stream ended: {type(exc).__name__}: {exc}]\n".encode())
+            fh.write(redact(pending, self.secrets))
 
 
 # --------------------------------------------------------------------------- lifecycle
@@ -597,7 +653,7 @@ def llama_server(profile: Profile, *, log_path: Path, run_id: str,
         handle: ServerHandle | None = None
         try:
             _start(container, profile, spec)
-            pump = _LogPump(container, log_path)
+            pump = _LogPump(container, log_path, secrets=spec.environment.values())
             pump.start()
             handle = _wait_ready(profile, spec, client, container, log_path,
                                  timeout=timeout, poll_interval=poll_interval)
@@ -634,6 +690,7 @@ def _require_image(client: DockerClient, profile: Profile) -> None:
 def _create_registered(client: DockerClient, spec: ContainerSpec) -> Any:
     """Create and register for cleanup; interrupted half-way (Ctrl-C, a pytest-timeout
     signal), the container may exist without us knowing its id: remove it by name."""
+    reaper.watch(client)
     try:
         container = _create(client, spec)
         _register(client, container.id, spec.name)
@@ -675,6 +732,7 @@ def _wait_ready(profile: Profile, spec: ContainerSpec, client: DockerClient,
                 container: Any, log_path: Path, *, timeout: float,
                 poll_interval: float) -> ServerHandle:
     started = time.monotonic()
+    api_key = spec.environment.get(API_KEY_VARIABLE)
     info = client.api.inspect_container(container.id)
     base_url = _base_url(profile, info)
     if base_url is None:  # no port binding: the container is already gone
@@ -682,7 +740,8 @@ def _wait_ready(profile: Profile, spec: ContainerSpec, client: DockerClient,
         result = _Poll(False, 0.0, 0, "nothing polled", gone)
     else:
         result = _poll_health(base_url, timeout=timeout, poll_interval=poll_interval,
-                              exited=lambda: _exit_state(client, container.id))
+                              exited=lambda: _exit_state(client, container.id),
+                              headers=auth_headers(api_key))
     if base_url is None or not result.healthy:
         url = f"{base_url}/health" if base_url else "(nothing: no host port published)"
         raise _start_error(profile, spec, client, container.id, log_path, url=url,
@@ -692,7 +751,8 @@ def _wait_ready(profile: Profile, spec: ContainerSpec, client: DockerClient,
         profile=profile, base_url=base_url, container_id=container.id,
         container_name=spec.name, load_time_s=load_time_s,
         log_path=log_path, image=spec.image, image_id=str(info.get("Image", "")),
-        props=_fetch_props(base_url), client=client,
+        props=_fetch_props(base_url, headers=auth_headers(api_key)), client=client,
+        api_key=api_key,
     )
 
 
@@ -736,7 +796,8 @@ def _start_error(profile: Profile, spec: ContainerSpec, client: DockerClient,
         fix = (f"if the model is just slow to load, raise HEALTH_TIMEOUT "
                f"({profile.where('HEALTH_TIMEOUT')}) or --bench-health-timeout; otherwise "
                "read the log lines above")
-    tail = _container_log_tail(client, container_id, log_path)
+    tail = _container_log_tail(client, container_id, log_path,
+                               secrets=spec.environment.values())
     return ServerStartError(
         f"{what} (profile [{profile.name}], {profile.where()})\n"
         f"  polled: GET {url} every <= {poll_interval:g} s, {result.attempts} attempts in "
@@ -749,12 +810,13 @@ def _start_error(profile: Profile, spec: ContainerSpec, client: DockerClient,
 
 
 def _container_log_tail(client: DockerClient, container_id: str, log_path: Path,
-                        n: int = LOG_TAIL_LINES) -> str:
+                        n: int = LOG_TAIL_LINES, secrets: Iterable[str] = ()) -> str:
     try:
-        data = client.api.logs(container_id, stdout=True, stderr=True, tail=n)
+        data = redact(cast(bytes, client.api.logs(container_id, stdout=True, stderr=True,
+                                                  tail=n)), secrets)
     except (DockerException, OSError):
-        return read_log_tail(log_path, n)
-    return "\n".join(cast(bytes, data).decode("utf-8", "replace").splitlines()[-n:])
+        return read_log_tail(log_path, n)  # written redacted by _LogPump
+    return "\n".join(data.decode("utf-8", "replace").splitlines()[-n:])
 
 
 def _indent(text: str, prefix: str = "    | ") -> str:
@@ -772,8 +834,11 @@ def _external_handle(profile: Profile, *, log_path: Path, health_timeout: float,
     log_path.write_text(f"external server {base_url} (BASE_URL at {profile.where('BASE_URL')});"
                         " no container, no server log\n", encoding="utf-8")
     started = time.monotonic()
+    api_key = profile.api_key()
+    headers = auth_headers(api_key)
     result = _poll_health(base_url, timeout=health_timeout, poll_interval=poll_interval,
-                          exited=lambda: None, trust_env=True, fallback="/v1/models")
+                          exited=lambda: None, trust_env=True, fallback="/v1/models",
+                          headers=headers)
     if not result.healthy:
         raise ServerStartError(
             f"external server {base_url} did not answer GET {base_url}/health (or /v1/models) "
@@ -783,8 +848,8 @@ def _external_handle(profile: Profile, *, log_path: Path, health_timeout: float,
     return ServerHandle(
         profile=profile, base_url=base_url, container_id="", container_name="",
         load_time_s=time.monotonic() - started, log_path=log_path, image="", image_id="",
-        props=_fetch_props(base_url, trust_env=True),
-        models=_fetch_model_ids(base_url, trust_env=True),
+        props=_fetch_props(base_url, trust_env=True, headers=headers),
+        models=_fetch_model_ids(base_url, trust_env=True, headers=headers), api_key=api_key,
     )
 
 

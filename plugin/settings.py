@@ -103,6 +103,10 @@ SETTINGS: tuple[Setting, ...] = (
             "not applied to partial runs)", kind=_non_negative_int, metavar="N"),
     Setting("concurrency", "requests in flight per server (default: the profile's -np slots)",
             kind=int, metavar="N"),
+    Setting("hang-timeout", "seconds llama-server may fail its health check in a row during "
+            "generation (hung, paused) before the profile's run ends as an error; answers "
+            "received so far are kept", default=300.0, kind=_positive_float,
+            metavar="SECONDS"),
     Setting("docker-host", "Docker engine for profiles without their own DOCKER_HOST "
             "(unix://, tcp://, ssh://); replaces DOCKER_HOST of [DEFAULT]; default: the "
             "DOCKER_HOST environment variable or the local socket", metavar="URL"),
