@@ -35,7 +35,7 @@ smoke-model:
 	$(VENV_PY) scripts/make_smoke_model.py $(if $(FORCE),--force)
 
 test: setup
-	$(VENV_PY) -m pytest tests $(PYTEST_ARGS)
+	$(VENV_PY) -m pytest tests --durations=25 $(PYTEST_ARGS)
 
 bench: setup
 	$(VENV_PY) -m pytest bench_tests -k "canary or smoke" $(PYTEST_ARGS)
