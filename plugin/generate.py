@@ -16,7 +16,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -216,13 +216,30 @@ class Retry:
     hang_timeout_s: float = 300.0
     #: How often the watchdog asks ``alive()`` during a run.
     watch_interval_s: float = 5.0
+    #: A server process seen gone is given this long to come back (``docker restart``
+    #: stops the container before starting it) before the run ends.
+    gone_grace_s: float = 10.0
 
 
-async def _post_with_retry(client: httpx.AsyncClient, url: str, body: dict[str, Any],
-                           retry: Retry, alive: Callable[[], bool]) -> tuple[dict[str, Any], int]:
+async def _still_there(alive: Callable[[], bool], grace_s: float) -> bool:
+    """``alive()``, asked again for up to ``grace_s`` seconds while it says no."""
+    deadline = time.monotonic() + grace_s
+    while not await asyncio.to_thread(alive):
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.5)
+    return True
+
+
+async def _post_with_retry(client: httpx.AsyncClient, where: Callable[[], str],
+                           body: dict[str, Any], retry: Retry, alive: Callable[[], bool],
+                           moved: Callable[[], Awaitable[bool]] | None = None,
+                           ) -> tuple[dict[str, Any], int]:
     delay = retry.first_delay_s
     last = "no attempt"
+    url = where()
     for attempt in range(1, retry.attempts + 1):
+        url = where()
         try:
             response = await client.post(url, json=body)
             if response.status_code == 200:
@@ -237,7 +254,9 @@ async def _post_with_retry(client: httpx.AsyncClient, url: str, body: dict[str, 
                 raise ServerDiedError(f"POST {url} failed permanently: {last}")
         except (httpx.TransportError, MalformedResponseError) as exc:
             last = f"{type(exc).__name__}: {exc}"
-        if not await asyncio.to_thread(alive):
+            if isinstance(exc, httpx.TransportError) and moved is not None and await moved():
+                continue  # restarted on a new port: ask there at once
+        if not await _still_there(alive, retry.gone_grace_s):
             raise ServerDiedError(f"llama-server is gone (POST {url}: {last})")
         await asyncio.sleep(delay)
         delay = min(delay * 2, retry.max_delay_s)
@@ -249,8 +268,21 @@ async def _generate(base_url: str, prompts: Mapping[str, str], sampling: Samplin
                     retry: Retry, alive: Callable[[], bool], progress: Progress,
                     on_completion: Callable[[Completion, Progress], None] | None,
                     headers: Mapping[str, str], healthy: Callable[[], bool],
+                    relocate: Callable[[], str] | None,
                     ) -> dict[str, Completion]:
-    url = base_url.rstrip("/") + "/v1/chat/completions"
+    root = {"url": base_url.rstrip("/")}
+
+    def where() -> str:
+        return root["url"] + "/v1/chat/completions"
+
+    async def moved() -> bool:
+        """After a connection failure: has the server moved (restart, new port)?"""
+        if relocate is None:
+            return False
+        found = (await asyncio.to_thread(relocate)).rstrip("/")
+        changed, root["url"] = found != root["url"], found
+        return changed
+
     results: dict[str, Completion] = {}
     gate = asyncio.Semaphore(max(1, concurrency))
     timeout = httpx.Timeout(retry.request_timeout_s, connect=10.0)
@@ -262,8 +294,8 @@ async def _generate(base_url: str, prompts: Mapping[str, str], sampling: Samplin
         async def one(task_id: str, prompt: str) -> None:
             async with gate:
                 started = time.monotonic()
-                data, attempts = await _post_with_retry(client, url, sampling.body(prompt),
-                                                        retry, alive)
+                data, attempts = await _post_with_retry(client, where, sampling.body(prompt),
+                                                        retry, alive, moved)
                 completion = Completion.from_response(task_id, fingerprint, data,
                                                       time.monotonic() - started, attempts)
             store.append(completion)
@@ -318,6 +350,7 @@ def generate(base_url: str, prompts: Mapping[str, str], sampling: Sampling, stor
              on_completion: Callable[[Completion, Progress], None] | None = None,
              headers: Mapping[str, str] | None = None,
              healthy: Callable[[], bool] | None = None,
+             relocate: Callable[[], str] | None = None,
              ) -> tuple[dict[str, Completion], Progress]:
     """Completions for every task of ``prompts`` (task_id -> task prompt), in task order.
 
@@ -325,6 +358,8 @@ def generate(base_url: str, prompts: Mapping[str, str], sampling: Sampling, stor
     ``alive()`` false (the server process is gone) ends the run at the next failed
     request; ``healthy()`` (default: ``alive``) false for ``retry.hang_timeout_s`` in a
     row ends it even while requests hang. ``headers`` go with every request (API key).
+    ``relocate()`` returns the server root now: asked after a connection failure, as a
+    restarted container comes back on a new host port.
     """
     store = CompletionStore(store_path)
     known = store.load(fingerprint)
@@ -335,7 +370,8 @@ def generate(base_url: str, prompts: Mapping[str, str], sampling: Sampling, stor
     if missing:
         fresh = asyncio.run(_generate(base_url, missing, sampling, store, fingerprint,
                                       concurrency, retry or Retry(), alive, progress,
-                                      on_completion, headers or {}, healthy or alive))
+                                      on_completion, headers or {}, healthy or alive,
+                                      relocate))
     merged = {**known, **fresh}
     return {t: merged[t] for t in prompts}, progress
 

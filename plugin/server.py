@@ -270,6 +270,26 @@ class ServerHandle:
     models: tuple[str, ...] = ()
     #: The profile's API key (API_KEY_ENV), sent as ``Authorization: Bearer``; never shown.
     api_key: str | None = field(default=None, repr=False, compare=False)
+    #: Where the server is now: a restarted container gets a new host port (relocate()).
+    _moved: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def url(self) -> str:
+        """The server root now: ``base_url``, or where :meth:`relocate` found it since."""
+        return self._moved.get("url", self.base_url)
+
+    def relocate(self) -> str:
+        """Re-read the container's published port (Docker assigns a new one when the
+        container restarts) and return the server root; unchanged if unknown."""
+        if self.client is not None and self.container_id:
+            try:
+                info = self.client.api.inspect_container(self.container_id)
+            except (DockerException, OSError):
+                return self.url
+            found = _base_url(self.profile, info)
+            if found and found != self.url:
+                self._moved["url"] = found
+        return self.url
 
     @property
     def headers(self) -> dict[str, str]:
@@ -278,7 +298,7 @@ class ServerHandle:
 
     @property
     def openai_base_url(self) -> str:
-        return f"{self.base_url}/v1"
+        return f"{self.url}/v1"
 
     def is_alive(self, timeout: float = 5.0) -> bool:
         """True while the container runs (if a client is known) and /health answers 200."""
@@ -286,7 +306,7 @@ class ServerHandle:
                 self.client, self.container_id):
             return False
         with httpx.Client(trust_env=not self.container_id, headers=self.headers) as http:
-            return _probe(http, self.base_url, timeout).healthy
+            return _probe(http, self.relocate(), timeout).healthy
 
     def is_running(self, timeout: float = 5.0) -> bool:
         """The server process still exists: its container runs (a paused or busy one

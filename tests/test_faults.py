@@ -1,5 +1,6 @@
 """Server faults during generation, injected into a real llama-server run.
 
+* The container restarted mid-run (it comes back on a new host port): followed there.
 * The container paused (a hung server) for a few seconds: the run waits and loses nothing;
   paused for good: the health watchdog ends the run as an infrastructure error well before
   the request timeout, and the next run sends only the remaining requests.
@@ -142,6 +143,33 @@ def test_a_server_paused_for_good_is_an_error_and_the_next_run_resumes(
     assert progress.reused == 3
     sent = [results[t] for t in prompts if t not in kept]
     assert prompt_tokens_total(server.base_url) - before == sum(c.prompt_tokens for c in sent)
+
+
+# --------------------------------------------------------------------------- restarted server
+
+
+def test_a_restarted_container_is_followed_to_its_new_port(server: ServerHandle,
+                                                           tmp_path: Path) -> None:
+    """``docker restart`` gives the container a new host port (Docker assigns it again):
+    the harness finds it there and the run completes."""
+    assert server.client is not None
+    container = server.client.containers.get(server.container_id)
+    prompts = _prompts(10)
+    first_url = server.url
+
+    def restart_at_three(_completion: Any, progress: Any) -> None:
+        if progress.done == 3:
+            container.restart(timeout=0)
+
+    results, _ = generate(server.base_url, prompts, SAMPLING, tmp_path / "c.jsonl", "fp",
+                          retry=Retry(attempts=30, first_delay_s=0.2, max_delay_s=1.0,
+                                      watch_interval_s=0.5),
+                          alive=server.is_running, healthy=server.is_alive,
+                          relocate=server.relocate, on_completion=restart_at_three)
+    assert server.url != first_url, "the restarted container kept its port"
+    assert len(results) == 10
+    assert any(c.attempts > 1 for c in results.values()), "no request needed a retry"
+    assert len(CompletionStore(tmp_path / "c.jsonl").load("fp")) == 10
 
 
 # --------------------------------------------------------------------------- fault proxy

@@ -6,6 +6,7 @@ by each request's prompt (``cache_prompt`` is off), so "no request" means no gro
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -152,7 +153,8 @@ def fixed_port_server():
     try:
         yield container, url
     finally:
-        container.remove(force=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
         client.close()
 
 
@@ -169,7 +171,10 @@ def _wait_healthy(url: str, timeout: float = 60) -> None:
 
 
 def _running(container) -> bool:
-    container.reload()
+    try:
+        container.reload()
+    except docker.errors.NotFound:  # removed meanwhile (a reaper of another run)
+        return False
     return container.status == "running"
 
 
