@@ -17,7 +17,6 @@ import gzip
 import hashlib
 import json
 import os
-import tempfile
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from plugin import atomic
 from plugin.errors import DatasetError
 
 ENV_DATASETS_DIR = "BENCH_DATASETS_DIR"
@@ -197,19 +197,8 @@ def download(pin: DatasetPin, directory: Path) -> Path:
             f"got {actual}; the download is corrupt or the release asset changed. Fix: retry, "
             f"or put the verified {pin.filename} in ${ENV_DATASETS_DIR}"
         )
-    _atomic_write(target, raw)
+    atomic.write_bytes(target, raw)
     return target
-
-
-def _atomic_write(target: Path, raw: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(raw)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _decompress(path: Path, raw: bytes) -> bytes:

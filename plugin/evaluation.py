@@ -8,8 +8,10 @@
    run, cached per dataset sha256, evalplus version, sandbox runtime and machine.
 3. One sandbox container (``--network none``, read-only, no capabilities, user 65534)
    judges all remaining programs with a pool of workers; it writes verdicts as JSON lines to
-   its stdout, which this process parses and appends to ``verdicts.jsonl`` (flushed).
-4. ``eval_results.json`` is written in evalplus 0.3.1's format (temp file + rename).
+   its stdout, which this process parses and appends to ``verdicts.jsonl`` (flushed). The
+   container is removed afterwards, also on Ctrl-C; on SIGTERM by plugin.server's cleanup
+   registry, and after a SIGKILL of this process by its reaper (plugin.reaper).
+4. ``eval_results.json`` is written in evalplus 0.3.1's format (plugin.atomic).
 
 Nothing produced by a container that ran generated code is unpickled here; the host reads
 JSON only. Docs: docs/EVALUATION.md.
@@ -27,6 +29,7 @@ import platform
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +45,7 @@ from typing import Any, Protocol
 
 from filelock import FileLock, Timeout
 
+from plugin import atomic, reaper, server
 from plugin.datasets import PROJECT_ROOT, Dataset
 from plugin.errors import DockerUnavailableError, SamplesError, SandboxError
 from plugin.sandbox import protocol
@@ -338,21 +342,7 @@ def write_eval_results(path: Path, dataset: Dataset, solutions: Mapping[str, str
             "base_fail_tests": verdict.base_fail_tests,
             "plus_fail_tests": verdict.plus_fail_tests,
         }]
-    _atomic_write_text(path, json.dumps(results))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_text(path, json.dumps(results))
 
 
 # --------------------------------------------------------------------------------------
@@ -607,10 +597,12 @@ class DockerSandbox:
         spec = sandbox_container_spec(self.image_name, args, volumes, workers, purpose)
         docker_errors = importlib.import_module("docker.errors")
         what = f"sandbox container ({purpose}, image {self.image_name})"
+        reaper.watch(self.client)  # removes the container if this process is killed
         try:
             container = self.client.containers.create(**spec)
         except docker_errors.DockerException as exc:
             raise SandboxError(f"cannot create the {what}: {exc}") from exc
+        server.register_cleanup(self.client, container.id, container.name)  # SIGTERM, exit
         try:
             container.start()
             chunks = container.logs(stream=True, follow=True, stdout=True, stderr=False)
@@ -625,6 +617,7 @@ class DockerSandbox:
         finally:
             with contextlib.suppress(Exception):
                 container.remove(force=True)
+                server.unregister_cleanup(container.id)
 
 
 def sandbox_container_spec(image: str, args: list[str], volumes: dict[str, dict[str, str]],
@@ -659,7 +652,9 @@ def sandbox_container_spec(image: str, args: list[str], volumes: dict[str, dict[
         "volumes": volumes,
         "working_dir": "/tmp",
         "labels": {**LABELS, "bench.purpose": purpose, "bench.run": uuid.uuid4().hex,
-                   "bench.pid": str(os.getpid())},
+                   "bench.pid": str(os.getpid()),  # kept for reap_sandbox_containers
+                   server.LABEL_OWNER_PID: str(os.getpid()),
+                   server.LABEL_OWNER_HOST: socket.gethostname()},
         "detach": True,
     }
 
@@ -709,14 +704,18 @@ def _find_image(client: Any, image: str) -> Any:
 def reap_sandbox_containers(client: Any = None, *, only_orphans: bool = True) -> int:
     """Remove sandbox containers left by killed runs (e.g. pytest-timeout's thread method).
 
-    With ``only_orphans`` only containers whose creating process (label ``bench.pid``) is
-    gone are removed, so concurrent runs (xdist workers) keep theirs.
+    With ``only_orphans`` only containers of this host whose creating process (label
+    ``bench.pid``) is gone are removed, so concurrent runs (xdist workers, other hosts
+    sharing the engine) keep theirs.
     """
     client = client if client is not None else docker_client_from_env()
     filters = {"label": [f"{k}={v}" for k, v in LABELS.items()]}
     removed = 0
+    host = socket.gethostname()
     for container in client.containers.list(all=True, filters=filters):
         pid = container.labels.get("bench.pid", "")
+        if only_orphans and container.labels.get(server.LABEL_OWNER_HOST, host) != host:
+            continue
         if only_orphans and pid.isdigit() and _pid_alive(int(pid)):
             continue
         with contextlib.suppress(Exception):

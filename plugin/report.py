@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plugin import history
+from plugin import atomic, history
 from plugin.config import Profile
 from plugin.references import (
     STATUS_LABEL,
@@ -528,9 +528,7 @@ def write_outputs(out_dir: Path, outputs: Outputs) -> list[Path]:
     for name, text in (("REPORT.md", outputs.markdown), ("summary.json", outputs.summary),
                        ("summary.html", outputs.page)):
         path = out_dir / name
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        atomic.write_text(path, text)
         written.append(path)
     return written
 

@@ -3,7 +3,8 @@
 No pytest here: the plugin calls :func:`run_benchmark` with a server handle and turns the
 :class:`BenchResult` into an assertion and report rows; a notebook can do the same.
 
-Files written under ``out_dir`` (all as they are produced):
+Files written under ``out_dir`` (as they are produced; journals appended line by line,
+the other files replaced whole and atomically, see plugin.atomic):
     completions.jsonl   raw answers (content, reasoning_content, finish_reason, timings),
                         tagged with the fingerprint; reused by later runs
     samples.jsonl       EvalPlus samples format: task_id + extracted solution
@@ -23,6 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from plugin import atomic
 from plugin.config import Profile
 from plugin.datasets import Dataset
 from plugin.evaluation import EvalResult, evaluate_samples
@@ -133,11 +135,8 @@ def _solutions(profile: Profile, data: Dataset, completions: Mapping[str, Comple
 
 
 def _write_samples(path: Path, solutions: Mapping[str, str]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for task_id, solution in solutions.items():
-            fh.write(json.dumps({"task_id": task_id, "solution": solution}) + "\n")
-    os.replace(tmp, path)
+    atomic.write_text(path, "".join(json.dumps({"task_id": task_id, "solution": solution})
+                                    + "\n" for task_id, solution in solutions.items()))
 
 
 def run_benchmark(profile: Profile, server: LazyServer, dataset: Dataset, out_dir: Path,
@@ -167,8 +166,7 @@ def run_benchmark(profile: Profile, server: LazyServer, dataset: Dataset, out_di
                                   image=options.sandbox_image, workers=options.eval_workers)
     result = _result(profile, server, data, dataset, fp, completions, progress, evaluation,
                      gen_wall, out_dir, from_reasoning)
-    (out_dir / "summary.json").write_text(json.dumps(result.to_json(), indent=1),
-                                          encoding="utf-8")
+    atomic.write_text(out_dir / "summary.json", json.dumps(result.to_json(), indent=1))
     return result
 
 
