@@ -80,6 +80,28 @@ def prompt_tokens_total(base_url: str) -> float:
     raise AssertionError(f"no prompt_tokens_total in /metrics:\n{text[:500]}")
 
 
+def settled_prompt_tokens(base_url: str, timeout: float = 60) -> float:
+    """prompt_tokens_total once the server has been idle for a second: a request the
+    harness gave up on while the server was paused is still queued in its socket and
+    gets processed after the unpause."""
+    deadline = time.monotonic() + timeout
+    last = prompt_tokens_total(base_url)
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = prompt_tokens_total(base_url)
+        if now == last and _gauge(base_url, "llamacpp:requests_processing") == 0:
+            return now
+        last = now
+    raise AssertionError(f"{base_url} never went idle")
+
+
+def _gauge(base_url: str, name: str) -> float:
+    for line in httpx.get(f"{base_url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
 # --------------------------------------------------------------------------- paused server
 
 
@@ -138,7 +160,7 @@ def test_a_server_paused_for_good_is_an_error_and_the_next_run_resumes(
     kept = CompletionStore(store).load("fp")
     assert len(kept) == 3, "answers received before the hang must be kept"
 
-    before = prompt_tokens_total(server.base_url)
+    before = settled_prompt_tokens(server.base_url)  # the abandoned request may still run
     results, progress = generate(server.base_url, prompts, SAMPLING, store, "fp")
     assert progress.reused == 3
     sent = [results[t] for t in prompts if t not in kept]
