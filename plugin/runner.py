@@ -35,6 +35,7 @@ from plugin.generate import (
     Completion,
     CompletionStore,
     Progress,
+    Retry,
     Sampling,
     generate,
     summarize,
@@ -49,6 +50,8 @@ class RunOptions:
     limit: int | None = None
     concurrency: int | None = None
     eval_workers: int | None = None
+    #: seconds the server may fail its health check in a row during generation
+    hang_timeout_s: float = Retry.hang_timeout_s
     on_completion: Callable[[Completion, Progress], None] | None = None
 
 
@@ -156,8 +159,13 @@ def run_benchmark(profile: Profile, server: LazyServer, dataset: Dataset, out_di
     completions, progress = generate(
         handle.base_url if handle else "", prompts, sampling, store_path, fp,
         concurrency=options.concurrency or profile.slots,
-        alive=handle.is_alive if handle else (lambda: True),
-        on_completion=options.on_completion)
+        retry=Retry(hang_timeout_s=options.hang_timeout_s,
+                    watch_interval_s=min(Retry.watch_interval_s, options.hang_timeout_s / 2)),
+        alive=handle.is_running if handle else (lambda: True),
+        healthy=handle.is_alive if handle else None,
+        relocate=handle.relocate if handle else None,
+        on_completion=options.on_completion,
+        headers=handle.headers if handle else None)
     gen_wall = time.monotonic() - started
 
     solutions, from_reasoning = _solutions(profile, data, completions)
