@@ -20,6 +20,7 @@ Every error is a :class:`~plugin.errors.ConfigError` naming ``file:line`` and th
 
 from __future__ import annotations
 
+import codecs
 import configparser
 import os
 import re
@@ -67,7 +68,7 @@ _RESERVED_FLAGS: Mapping[str, str] = {
 }
 
 _SECTION_RE = re.compile(r"^\s*\[(?P<name>.+)\]")  # configparser SECTCRE
-_KEY_RE = re.compile(r"^(?P<key>[^=\s#;\[][^=]*?)\s*=")
+_KEY_RE = re.compile(r"(?P<key>.*?)\s*=")  # configparser's OPTCRE, delimiter "="
 _CUDA_RE = re.compile(r"CUDA(\d+)")
 _QUANT_RE = re.compile(r"(UD-)?(I?Q\d(_[A-Z0-9]+)*|MXFP4|F16|BF16|F32)", re.IGNORECASE)
 
@@ -125,7 +126,7 @@ class Profile:
     def slots(self) -> int:
         """Parallel slots (``-np``/``--parallel``); llama-server's default here is 1."""
         value = _flag_value(self.extra_args, ("-np", "--parallel"))
-        return int(value) if value and value.isdigit() else 1
+        return int(value) if value and _is_count(value) else 1
 
     @property
     def uses_gpu(self) -> bool:
@@ -135,6 +136,12 @@ class Profile:
         """``file:line`` of the section, or of one of its keys."""
         line = self.key_lines.get(key, self.line) if key else self.line
         return f"{self.source}:{line}"
+
+
+def _is_count(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts "²" or "٣", which int() or
+    llama-server then reject."""
+    return text.isascii() and text.isdigit()
 
 
 def _flag_value(args: tuple[str, ...], names: tuple[str, ...]) -> str | None:
@@ -191,6 +198,7 @@ def _read_text(path: Path) -> str:
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", path=str(path)) from None
+    data = data.removeprefix(codecs.BOM_UTF8)  # editors that save "UTF-8 with BOM"
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -202,20 +210,34 @@ def _read_text(path: Path) -> str:
 
 
 def _line_map(text: str) -> dict[tuple[str, str], int]:
-    """(section, KEY) -> line number, and (section, "") -> header line."""
+    """(section, KEY) -> line number, and (section, "") -> header line.
+
+    Mirrors how configparser reads the file: lines end at "\n" only (str.splitlines would
+    also split at \f, \x85, \u2028 ... inside values and shift every later number); a
+    line indented deeper than the KEY=value line just above continues that value; a
+    blank line or a comment ends a value, so an indented KEY=value after one is a key.
+    """
     lines: dict[tuple[str, str], int] = {}
     section = configparser.DEFAULTSECT
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if raw.strip().startswith(("#", ";")) or not raw.strip():
+    in_value, value_indent = False, 0
+    for number, raw in enumerate(text.split("\n"), start=1):
+        stripped = raw.strip()
+        if not stripped or stripped.startswith(("#", ";")):
+            in_value = False
             continue
-        header = _SECTION_RE.match(raw)
+        indent = len(raw) - len(raw.lstrip())
+        if in_value and indent > value_indent:
+            continue
+        value_indent = indent
+        header = _SECTION_RE.match(stripped)
         if header:
-            section = header.group("name")
+            section, in_value = header.group("name"), False
             lines.setdefault((section, ""), number)
             continue
-        key = _KEY_RE.match(raw)
-        if key and not raw[0].isspace():
-            lines.setdefault((section, key.group("key").strip().upper()), number)
+        key = _KEY_RE.match(stripped)
+        if key and key.group("key"):
+            lines.setdefault((section, key.group("key").upper()), number)
+            in_value = True
     return lines
 
 
@@ -282,8 +304,10 @@ class _Section:
 
     def required(self, key: str) -> str:
         value = self.get(key)
-        if not value:
-            raise self.error(None, f"has no {key}",
+        if not value:  # written but empty: point at that line, else at the section
+            written = self.line_of(key) is not None
+            raise self.error(key if written else None,
+                             f"has no {key}" + (" (its value is empty)" if written else ""),
                              f"add {key}=... ({KNOWN_KEYS[key]}); known keys: "
                              + ", ".join(KNOWN_KEYS))
         return value
@@ -356,7 +380,7 @@ def _gpus(section: _Section, extra_args: tuple[str, ...], n_gpu_layers: str) -> 
         if value.lower() == "all":
             return ("all",)
         ids = tuple(part.strip() for part in value.split(","))
-        if not all(part.isdigit() for part in ids):
+        if not all(_is_count(part) for part in ids):
             raise section.error("GPUS", f"GPUS={value!r} is not all, none or ids like 0,1",
                                 "write GPUS=all, GPUS=none or GPUS=0,1")
         return ids
@@ -368,7 +392,7 @@ def _gpus(section: _Section, extra_args: tuple[str, ...], n_gpu_layers: str) -> 
 
 def _n_gpu_layers(section: _Section) -> str:
     value = (section.get("N_GPU_LAYERS") or "0").lower()
-    if value in ("all", "auto") or value.isdigit():
+    if value in ("all", "auto") or _is_count(value):
         return value
     raise section.error("N_GPU_LAYERS", f"N_GPU_LAYERS={value!r} is not a layer count",
                         "write N_GPU_LAYERS=<integer>, all or auto")
@@ -399,6 +423,8 @@ def _docker_host(section: _Section, defaults: Defaults) -> str | None:
 
 def _build_profile(section: _Section, path: Path, defaults: Defaults) -> Profile:
     _check_keys(section)
+    for key in REQUIRED_KEYS:  # CTX_SIZE too: without it llama-server would get -c 0
+        section.required(key)
     model = section.required("MODEL")
     extra_args = _extra_args(section)
     n_gpu_layers = _n_gpu_layers(section)

@@ -350,3 +350,40 @@ def test_local_runner_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     for task_id in ("HumanEval/1", "HumanEval/2", "HumanEval/3"):
         assert statuses.pop(task_id) == ("fail", "fail")
     assert set(statuses.values()) == {("pass", "pass")}
+
+
+# ------------------------------------------------------------------- the worker pool
+STOPPED_WORKER = textwrap.dedent("""\
+    import json, os, signal, time
+    from plugin.sandbox.pool import WorkerPool
+
+    def work(job):
+        if job == 0:  # what kill(-1, SIGSTOP) from judged code does to a worker
+            os.kill(os.getpid(), signal.SIGSTOP)
+        return {"job": job}
+
+    pool = WorkerPool(2, work, setup=lambda slot: None, deadline_s=lambda job: 600.0)
+    for job in range(6):
+        pool.submit(job)
+    started, outcomes = time.monotonic(), {}
+    try:
+        for outcome in pool.run():
+            outcomes[outcome.job] = [outcome.kind, outcome.reason]
+    finally:
+        pool.close()
+    print(json.dumps({"elapsed": time.monotonic() - started, "outcomes": outcomes}))
+""")
+
+
+def test_a_stopped_worker_is_replaced_at_once() -> None:
+    """A worker stopped by a signal counts as died within a second or two, instead of
+    holding its job until the job deadline (600 s here); the other jobs are done. (In a
+    subprocess: the pool kills every other child of the process it runs in.)"""
+    done = subprocess.run([sys.executable, "-c", STOPPED_WORKER], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["elapsed"] < 30
+    assert report["outcomes"]["0"] == ["died", "worker process was stopped by a signal and killed"]
+    assert {job: kind for job, (kind, _) in report["outcomes"].items() if job != "0"} == {
+        str(job): "done" for job in range(1, 6)}

@@ -62,6 +62,17 @@ def _stat(pid: str) -> tuple[int, int] | None:
     return int(fields[1]), int(fields[2])
 
 
+def process_state(pid: int) -> str | None:
+    """State letter of ``pid`` from /proc (R, S, D, T stopped, Z...), or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2:].split()
+    return fields[0].decode() if fields else None
+
+
 def children_of(pid: int) -> dict[int, int]:
     """{child pid: its process group} for the children of ``pid`` (scans /proc)."""
     found = {}

@@ -94,6 +94,7 @@ class WorkerPool:
         """Yield outcomes until all submitted jobs are done; ``janitor`` runs every second."""
         last_beat = last_sweep = time.monotonic()
         while self.has_work():
+            yield from self._replace_stopped()
             self._fill_slots()
             self._dispatch()
             yield from self._collect(timeout=1.0)
@@ -231,6 +232,22 @@ class WorkerPool:
             if now - worker.started > deadline:
                 yield self._died(worker, f"worker exceeded the {deadline:.0f} s job "
                                          "deadline and was killed")
+
+    def _replace_stopped(self) -> Iterator[Outcome]:
+        """A stopped worker (SIGSTOP, SIGTSTP...: kill(-1, SIGSTOP) from judged code reaches
+        every process of the sandbox user except PID 1) would hold its job until the job
+        deadline, and an idle one would stall the next job it is given, even one judged
+        alone. Replace it at once; its job counts as died (judged again alone)."""
+        for worker in list(self.workers.values()):
+            if self.workers.get(worker.slot) is not worker:
+                continue  # replaced while handling an earlier one
+            if hardening.process_state(worker.pid) not in ("T", "t"):
+                continue
+            if worker.job is None:
+                self._stop(worker)
+                del self.workers[worker.slot]
+            else:
+                yield self._died(worker, "worker process was stopped by a signal and killed")
 
     def _stop(self, worker: _Worker) -> None:
         for fd in (worker.to_worker, worker.from_worker):
