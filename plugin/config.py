@@ -55,6 +55,9 @@ KNOWN_KEYS: Mapping[str, str] = {
     "QUANT": "quantisation label shown in the report (default: guessed from MODEL)",
     "CODE_FROM_REASONING": "on|off: when content is empty, take the code from "
                            "reasoning_content (marked in the report; default off)",
+    "API_KEY_ENV": "name of the environment variable holding the server's API key: the "
+                   "container gets it as --api-key (LLAMA_API_KEY) and every request sends "
+                   "it; the key itself is never written in models.conf",
 }
 
 #: llama-server flags the harness sets itself; EXTRA_ARGS must not repeat them.
@@ -65,10 +68,13 @@ _RESERVED_FLAGS: Mapping[str, str] = {
     "-fit": "FIT", "--fit": "FIT",
     "--host": "the harness (it binds 0.0.0.0 inside the container)",
     "--port": "the harness (it publishes a free host port)",
+    "--api-key": "API_KEY_ENV (the key stays in the environment, out of models.conf)",
+    "--api-key-file": "API_KEY_ENV (the harness must know the key to send it)",
 }
 
 _SECTION_RE = re.compile(r"^\s*\[(?P<name>.+)\]")  # configparser SECTCRE
 _KEY_RE = re.compile(r"(?P<key>.*?)\s*=")  # configparser's OPTCRE, delimiter "="
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CUDA_RE = re.compile(r"CUDA(\d+)")
 _QUANT_RE = re.compile(r"(UD-)?(I?Q\d(_[A-Z0-9]+)*|MXFP4|F16|BF16|F32)", re.IGNORECASE)
 
@@ -113,6 +119,8 @@ class Profile:
     source: Path
     line: int
     key_lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
+    #: Name of the environment variable with the API key (never the key itself).
+    api_key_env: str | None = None
 
     @property
     def is_bench(self) -> bool:
@@ -131,6 +139,24 @@ class Profile:
     @property
     def uses_gpu(self) -> bool:
         return bool(self.gpus)
+
+    def api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The server's API key, read from API_KEY_ENV's variable at the time of use.
+
+        Raises ConfigError (naming API_KEY_ENV's line and the fix) when the variable is
+        unset or empty: a profile that asks for a key never runs without one.
+        """
+        if not self.api_key_env:
+            return None
+        value = (os.environ if environ is None else environ).get(self.api_key_env, "")
+        if not value.strip():
+            raise ConfigError(
+                f"profile [{self.name}]: API_KEY_ENV={self.api_key_env}, but the environment "
+                f"variable {self.api_key_env} is unset or empty", path=str(self.source),
+                line=self.key_lines.get("API_KEY_ENV") or self.line,
+                fix=f"export {self.api_key_env}=<the server's API key> before running, or "
+                    "remove API_KEY_ENV")
+        return value.strip()
 
     def where(self, key: str | None = None) -> str:
         """``file:line`` of the section, or of one of its keys."""
@@ -372,6 +398,17 @@ def _extra_args(section: _Section) -> tuple[str, ...]:
     return args
 
 
+def _api_key_env(section: _Section) -> str | None:
+    value = section.get("API_KEY_ENV")
+    if not value:
+        return None
+    if not _ENV_NAME_RE.fullmatch(value):
+        raise section.error("API_KEY_ENV", f"API_KEY_ENV={value!r} is not an environment "
+                            "variable name", "write the variable's NAME (e.g. "
+                            "API_KEY_ENV=LLAMA_BENCH_API_KEY), never the key itself")
+    return value
+
+
 def _gpus(section: _Section, extra_args: tuple[str, ...], n_gpu_layers: str) -> tuple[str, ...]:
     value = section.get("GPUS")
     if value:
@@ -452,6 +489,7 @@ def _build_profile(section: _Section, path: Path, defaults: Defaults) -> Profile
         source=path,
         line=section.lines.get((section.name, ""), 0),
         key_lines=key_lines,
+        api_key_env=_api_key_env(section),
     )
 
 
