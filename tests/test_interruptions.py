@@ -242,7 +242,8 @@ def containers_of(client: DockerClient, run_id: str, pid: int) -> list[str]:
 
 def starting(client: DockerClient, run_id: str) -> bool:
     """The run's server container runs and its /health says it is still loading."""
-    for container in client.containers.list(filters={"label": f"bench.run_id={run_id}"}):
+    for container in client.containers.list(filters={"label": f"bench.run_id={run_id}"},
+                                            ignore_removed=True):
         ports = container.attrs["NetworkSettings"]["Ports"].get("8080/tcp") or []
         if not ports:
             continue
@@ -333,7 +334,7 @@ def hold_phase(bench: Bench, client: DockerClient, proc: subprocess.Popen[str]) 
         return []
     if phase.name == "generation":
         wait_until(lambda: bench.valid("completions.jsonl") >= 1, "the first answer", proc)
-        return throttle([c.id for c in client.containers.list(
+        return throttle([entry["Id"] for entry in client.api.containers(
             filters={"label": f"bench.run_id={bench.run_id}"})], phase.throttle)
     sandbox = wait_until(lambda: bench.valid("verdicts.jsonl") >= 1
                          and sandbox_of(client, proc.pid), "the first verdicts", proc)
@@ -450,12 +451,13 @@ def test_reaper_removes_the_containers_of_a_killed_run(
     args = ("--timeout", str(bench.phase.timeout_s), "-o", "timeout_method=thread") \
         if how == "thread-timeout" else ()
     proc = bench.start(*args)
-    hold_phase(bench, client, proc)
+    slowed = hold_phase(bench, client, proc)
     watchers = reaper_of(proc.pid)
     assert len(watchers) == 1, f"expected one reaper for pytest {proc.pid}: {watchers}"
     if phase == "evaluation":
         assert sandbox_of(client, proc.pid)
-    if how == "SIGKILL":
+    if how == "SIGKILL":  # at full speed: a throttled container also dies slowly
+        throttle(slowed, float(os.cpu_count() or 1))
         os.killpg(proc.pid, signal.SIGKILL)
     output = finish(proc)
     died = time.monotonic()
