@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from docker.client import DockerClient  # submodule: ./docker/ shadows the SDK for mypy
+from docker.errors import DockerException
 
 EXIT_NO_ENGINE = 3
 SECOND_SWEEP_AFTER_S = 3.0
@@ -117,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         time.sleep(delay)
         if start_time(args.pid) is not None:
             return 0  # alive, or the pid now belongs to another process: not ours to clean
-        with contextlib.suppress(DockerUnavailableError):
+        with contextlib.suppress(DockerUnavailableError, DockerException, OSError):
             client = docker_client(args.docker_host, timeout=CONNECT_TIMEOUT_S)
             try:
                 sweep(client, args.pid, args.owner_host)
@@ -145,21 +146,13 @@ def start_time(pid: int) -> str | None:
     except FileNotFoundError:
         if Path("/proc/self/stat").exists():
             return None
-        return "?" if _exists(pid) else None
+        from plugin.evaluation import _pid_alive
+
+        return "?" if _pid_alive(pid) else None
     except OSError:
         return None
     fields = stat.rsplit(")", 1)[1].split()  # the name in (...) may hold spaces
     return None if fields[0] in ("Z", "X") else fields[19]
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def wait_for_exit(pid: int, started: str) -> None:
@@ -181,23 +174,21 @@ def wait_for_exit(pid: int, started: str) -> None:
 
 def sweep(client: DockerClient, pid: int, owner_host: str) -> list[str]:
     """Force-remove the harness containers of ``pid`` on ``owner_host``; their names."""
-    from docker.errors import APIError, NotFound
-
-    from plugin.server import HARNESS_NAME, LABEL_HARNESS, LABEL_OWNER_HOST, LABEL_OWNER_PID
+    from plugin.server import (
+        HARNESS_NAME,
+        LABEL_HARNESS,
+        LABEL_OWNER_HOST,
+        LABEL_OWNER_PID,
+        _remove_container,
+    )
 
     labels = [f"{LABEL_HARNESS}={HARNESS_NAME}", f"{LABEL_OWNER_PID}={pid}",
               f"{LABEL_OWNER_HOST}={owner_host}"]
     removed = []
     for entry in client.api.containers(all=True, filters={"label": labels}):
         name = (entry.get("Names") or ["/" + entry["Id"][:12]])[0].lstrip("/")
-        try:
-            client.api.remove_container(entry["Id"], force=True)
-        except NotFound:
-            continue
-        except APIError as exc:
-            if exc.status_code != 409:  # 409: a removal already in progress
-                continue
-        removed.append(name)
+        if _remove_container(client, entry["Id"], name, graceful=False):
+            removed.append(name)
     return removed
 
 
