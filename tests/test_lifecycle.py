@@ -57,7 +57,9 @@ def run_id(client: DockerClient) -> Iterator[str]:
 
 
 def containers_of(client: DockerClient, run_id: str) -> list[Any]:
-    return list(client.containers.list(all=True, filters={"label": f"bench.run_id={run_id}"}))
+    # sparse: no inspect per container, which raises NotFound for one removed meanwhile
+    return list(client.containers.list(all=True, sparse=True,
+                                       filters={"label": f"bench.run_id={run_id}"}))
 
 
 def wait_until(condition: Callable[[], Any], what: str, proc: subprocess.Popen[str],
