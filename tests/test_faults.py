@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support import junit_outcomes, metric, prompt_tokens_total
 
 import docker
 from plugin.config import Defaults, Profile, load_models_conf
@@ -72,14 +72,6 @@ def server(tmp_path: Path) -> Iterator[ServerHandle]:
         yield handle
 
 
-def prompt_tokens_total(base_url: str) -> float:
-    text = httpx.get(f"{base_url}/metrics", timeout=10).text
-    for line in text.splitlines():
-        if line.startswith("llamacpp:prompt_tokens_total "):
-            return float(line.split()[1])
-    raise AssertionError(f"no prompt_tokens_total in /metrics:\n{text[:500]}")
-
-
 def settled_prompt_tokens(base_url: str, timeout: float = 60) -> float:
     """prompt_tokens_total once the server has been idle for a second: a request the
     harness gave up on while the server was paused is still queued in its socket and
@@ -89,17 +81,10 @@ def settled_prompt_tokens(base_url: str, timeout: float = 60) -> float:
     while time.monotonic() < deadline:
         time.sleep(1.0)
         now = prompt_tokens_total(base_url)
-        if now == last and _gauge(base_url, "llamacpp:requests_processing") == 0:
+        if now == last and metric(base_url, "llamacpp:requests_processing") == 0:
             return now
         last = now
     raise AssertionError(f"{base_url} never went idle")
-
-
-def _gauge(base_url: str, name: str) -> float:
-    for line in httpx.get(f"{base_url}/metrics", timeout=10).text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"no {name} in /metrics")
 
 
 # --------------------------------------------------------------------------- paused server
@@ -324,17 +309,6 @@ def test_persistent_500s_are_an_infrastructure_error_and_the_next_run_resumes(
 # --------------------------------------------------------------------------- through pytest
 
 
-def _junit(path: Path) -> dict[str, tuple[str, str]]:
-    outcomes = {}
-    for case in ET.parse(path).getroot().iter("testcase"):
-        kind, text = "passed", ""
-        for child in case:
-            if child.tag in ("failure", "error", "skipped"):
-                kind, text = child.tag, f"{child.get('message', '')}\n{child.text or ''}"
-        outcomes[str(case.get("name"))] = (kind, text)
-    return outcomes
-
-
 def test_a_server_killed_mid_run_errors_the_profile_and_the_next_run_resumes(
         tmp_path: Path) -> None:
     """The real bench_tests: the container is killed after a few answers. The test is an
@@ -375,7 +349,7 @@ def test_a_server_killed_mid_run_errors_the_profile_and_the_next_run_resumes(
             proc.kill()
     kept = len(store.read_text().splitlines())
     assert 5 <= kept < limit, output
-    kind, message = _junit(tmp_path / "first.xml")["test_humaneval_plus[bench-smoke]"]
+    kind, message = junit_outcomes(tmp_path / "first.xml")["test_humaneval_plus[bench-smoke]"]
     assert kind == "error", output
     assert "llama-server is gone" in message
     assert "server log tail" in message
@@ -383,7 +357,7 @@ def test_a_server_killed_mid_run_errors_the_profile_and_the_next_run_resumes(
 
     done = subprocess.run(command(tmp_path / "second.xml"), cwd=ROOT, env=env, text=True,
                           capture_output=True, timeout=300, check=False)
-    assert _junit(tmp_path / "second.xml")["test_humaneval_plus[bench-smoke]"][0] == \
+    assert junit_outcomes(tmp_path / "second.xml")["test_humaneval_plus[bench-smoke]"][0] == \
         "passed", done.stdout + done.stderr
     summary = json.loads((store.parent / "summary.json").read_text())
     assert summary["requests_sent"] == limit - kept

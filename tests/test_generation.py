@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import prompt_tokens_total
 
 import docker
 from plugin.config import Defaults, load_models_conf
@@ -56,14 +57,6 @@ def server(profile, tmp_path_factory):
     log = tmp_path_factory.mktemp("log") / "server.log"
     with llama_server(profile, log_path=log, run_id="test-generation") as handle:
         yield handle
-
-
-def prompt_tokens_total(base_url: str) -> float:
-    text = httpx.get(f"{base_url}/metrics", timeout=10).text
-    for line in text.splitlines():
-        if line.startswith("llamacpp:prompt_tokens_total "):
-            return float(line.split()[1])
-    raise AssertionError(f"no prompt_tokens_total in /metrics:\n{text[:500]}")
 
 
 def test_unchanged_rerun_sends_no_request(server, tmp_path):

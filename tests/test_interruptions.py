@@ -69,6 +69,7 @@ from typing import Any
 
 import httpx
 import pytest
+import support
 from docker.client import DockerClient
 from docker.errors import NotFound
 
@@ -209,16 +210,7 @@ def finish(proc: subprocess.Popen[str], timeout: float = 120) -> str:
 
 def wait_until(condition: Callable[[], Any], what: str, proc: subprocess.Popen[str],
                timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if proc.poll() is not None:
-            raise AssertionError(f"pytest ended before {what}:\n{proc.communicate()[0]}")
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    raise AssertionError(f"timed out waiting for {what}:\n{proc.communicate()[0]}")
+    return support.wait_until(condition, what, proc, timeout, poll_s=0.02)
 
 
 def parses(line: str) -> bool:

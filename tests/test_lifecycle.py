@@ -23,14 +23,14 @@ import subprocess
 import sys
 import time
 import uuid
-import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from docker.client import DockerClient
+from support import junit_outcomes, wait_until
 
 from plugin import server
 
@@ -60,20 +60,6 @@ def containers_of(client: DockerClient, run_id: str) -> list[Any]:
     # sparse: no inspect per container, which raises NotFound for one removed meanwhile
     return list(client.containers.list(all=True, sparse=True,
                                        filters={"label": f"bench.run_id={run_id}"}))
-
-
-def wait_until(condition: Callable[[], Any], what: str, proc: subprocess.Popen[str],
-               timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if proc.poll() is not None:
-            raise AssertionError(f"pytest ended before {what}:\n{proc.communicate()[0]}")
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"timed out waiting for {what}:\n{proc.communicate()[0]}")
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 90) -> str:
@@ -263,18 +249,6 @@ def test_a_server_that_cannot_start_errors_its_profile_and_the_run_goes_on(
     assert outcomes["test_humaneval_plus[bench-smoke]"] == ("passed", ""), output
     assert proc.returncode == 1, output
     assert containers_of(client, run_id) == []
-
-
-def junit_outcomes(path: Path) -> dict[str, tuple[str, str]]:
-    """test name -> (passed|failed|error|skipped, message + text), in run order."""
-    outcomes = {}
-    for case in ET.parse(path).getroot().iter("testcase"):
-        kind, text = "passed", ""
-        for child in case:
-            if child.tag in ("failure", "error", "skipped"):
-                kind, text = child.tag, f"{child.get('message', '')}\n{child.text or ''}"
-        outcomes[str(case.get("name"))] = (kind, text)
-    return outcomes
 
 
 def clean_env() -> dict[str, str]:

@@ -1,0 +1,60 @@
+"""Helpers shared by several test modules (imported as ``support``: pytest puts tests/ on
+sys.path, as the folder has no __init__.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def metric(base_url: str, name: str) -> float:
+    """One value of llama-server's /metrics (needs ``--metrics``)."""
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} in /metrics:\n{text[:500]}")
+
+
+def prompt_tokens_total(base_url: str) -> float:
+    """Grows by each request's prompt when cache_prompt is off: a server-side request count."""
+    return metric(base_url, "llamacpp:prompt_tokens_total")
+
+
+def junit_outcomes(path: Path) -> dict[str, tuple[str, str]]:
+    """test name -> (passed|failed|error|skipped, message + text), in run order."""
+    outcomes = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        kind, text = "passed", ""
+        for child in case:
+            if child.tag in ("failure", "error", "skipped"):
+                kind, text = child.tag, f"{child.get('message', '')}\n{child.text or ''}"
+        outcomes[str(case.get("name"))] = (kind, text)
+    return outcomes
+
+
+def wait_until(condition: Callable[[], Any], what: str, proc: subprocess.Popen[str],
+               timeout: float = 60, poll_s: float = 0.1) -> Any:
+    """``condition()``'s first true value; fails with the process's output if the process
+    ends first or ``timeout`` passes (the process group is killed then)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if proc.poll() is not None:
+            raise AssertionError(f"pytest ended before {what}:\n{proc.communicate()[0]}")
+        time.sleep(poll_s)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    raise AssertionError(f"timed out waiting for {what}:\n{proc.communicate()[0]}")
