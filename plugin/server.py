@@ -282,14 +282,15 @@ class ServerHandle:
         """Re-read the container's published port (Docker assigns a new one when the
         container restarts) and return the server root; unchanged if unknown."""
         if self.client is not None and self.container_id:
-            try:
-                info = self.client.api.inspect_container(self.container_id)
-            except (DockerException, OSError):
-                return self.url
-            found = _base_url(self.profile, info)
-            if found and found != self.url:
-                self._moved["url"] = found
+            info = _inspect(self.client, self.container_id)
+            if info is not None:
+                self._follow(info)
         return self.url
+
+    def _follow(self, info: Mapping[str, Any]) -> None:
+        found = _base_url(self.profile, info)
+        if found and found != self.url:
+            self._moved["url"] = found
 
     @property
     def headers(self) -> dict[str, str]:
@@ -302,11 +303,13 @@ class ServerHandle:
 
     def is_alive(self, timeout: float = 5.0) -> bool:
         """True while the container runs (if a client is known) and /health answers 200."""
-        if self.client is not None and self.container_id and not _container_running(
-                self.client, self.container_id):
-            return False
+        if self.client is not None and self.container_id:
+            info = _inspect(self.client, self.container_id)  # once: state and port
+            if info is None or not info["State"]["Running"]:
+                return False
+            self._follow(info)
         with httpx.Client(trust_env=not self.container_id, headers=self.headers) as http:
-            return _probe(http, self.relocate(), timeout).healthy
+            return _probe(http, self.url, timeout).healthy
 
     def is_running(self, timeout: float = 5.0) -> bool:
         """The server process still exists: its container runs (a paused or busy one
@@ -344,12 +347,16 @@ def read_log_tail(path: Path, n: int = LOG_TAIL_LINES) -> str:
     return "\n".join(lines[-n:]) if n > 0 else ""
 
 
-def _container_running(client: DockerClient, container_id: str) -> bool:
+def _inspect(client: DockerClient, container_id: str) -> dict[str, Any] | None:
     try:
-        info = client.api.inspect_container(container_id)
+        return cast(dict[str, Any], client.api.inspect_container(container_id))
     except (DockerException, OSError):
-        return False
-    return bool(info["State"]["Running"])
+        return None
+
+
+def _container_running(client: DockerClient, container_id: str) -> bool:
+    info = _inspect(client, container_id)
+    return bool(info and info["State"]["Running"])
 
 
 # --------------------------------------------------------------------------- health polling

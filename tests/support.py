@@ -58,3 +58,12 @@ def wait_until(condition: Callable[[], Any], what: str, proc: subprocess.Popen[s
     except (ProcessLookupError, PermissionError):
         proc.kill()
     raise AssertionError(f"timed out waiting for {what}:\n{proc.communicate()[0]}")
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 90) -> str:
+    """The process's output once it ends; its group is killed if it does not in time."""
+    try:
+        return proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError(f"pytest did not end:\n{proc.communicate()[0]}") from None

@@ -201,11 +201,7 @@ def store_answers(bench: Bench, cache: dict[str, str]) -> None:
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 120) -> str:
-    try:
-        return proc.communicate(timeout=timeout)[0]
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise AssertionError(f"pytest did not end:\n{proc.communicate()[0]}") from None
+    return support.finish(proc, timeout)
 
 
 def wait_until(condition: Callable[[], Any], what: str, proc: subprocess.Popen[str],

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import pytest
 from docker.client import DockerClient
-from support import junit_outcomes, wait_until
+from support import finish, junit_outcomes, wait_until
 
 from plugin import server
 
@@ -60,14 +60,6 @@ def containers_of(client: DockerClient, run_id: str) -> list[Any]:
     # sparse: no inspect per container, which raises NotFound for one removed meanwhile
     return list(client.containers.list(all=True, sparse=True,
                                        filters={"label": f"bench.run_id={run_id}"}))
-
-
-def finish(proc: subprocess.Popen[str], timeout: float = 90) -> str:
-    try:
-        return proc.communicate(timeout=timeout)[0]
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise AssertionError(f"pytest did not end:\n{proc.communicate()[0]}") from None
 
 
 #: A second test of the same profile: its server start is not retried after an abort.

@@ -49,27 +49,26 @@ def silence_stdio() -> None:
     os.close(devnull)
 
 
-def _stat(pid: str) -> tuple[int, int] | None:
-    """(parent pid, process group) of ``pid`` from /proc, or None if it is gone."""
+def _stat_fields(pid: int | str) -> list[bytes]:
+    """Fields of /proc/<pid>/stat after the command name (state, ppid, pgrp, ...);
+    [] if the process is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             stat = handle.read()
     except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2:].split()
-    if len(fields) < 3:
-        return None
-    return int(fields[1]), int(fields[2])
+        return []
+    return stat[stat.rfind(b")") + 2:].split()
+
+
+def _stat(pid: str) -> tuple[int, int] | None:
+    """(parent pid, process group) of ``pid`` from /proc, or None if it is gone."""
+    fields = _stat_fields(pid)
+    return (int(fields[1]), int(fields[2])) if len(fields) >= 3 else None
 
 
 def process_state(pid: int) -> str | None:
     """State letter of ``pid`` from /proc (R, S, D, T stopped, Z...), or None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2:].split()
+    fields = _stat_fields(pid)
     return fields[0].decode() if fields else None
 
 
