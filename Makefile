@@ -12,13 +12,14 @@ export BENCH_CPU_IMAGE ?= local/llama.cpp:server
 PYTEST_ARGS ?=
 FORCE ?=
 
-.PHONY: help setup images smoke-model test bench lint clean-containers
+.PHONY: help setup images smoke-model test test-stress bench lint clean-containers
 
 help:
 	@echo "make setup             install/start Docker, .venv, images, smoke models (idempotent)"
 	@echo "make images [FORCE=1]  build the llama-server and sandbox images from Debian packages"
 	@echo "make smoke-model       write the tiny GGUF models to build/models"
 	@echo "make test              setup, then pytest tests \$$(PYTEST_ARGS)"
+	@echo "make test-stress       setup, then the timing-sensitive tests \$$(RUNS) times under a CPU hog"
 	@echo "make bench             setup, then pytest bench_tests -k 'canary or smoke' \$$(PYTEST_ARGS)"
 	@echo "make lint              ruff check . and mypy"
 	@echo "make clean-containers  remove containers labelled bench.harness"
@@ -36,6 +37,13 @@ smoke-model:
 
 test: setup
 	$(VENV_PY) -m pytest tests --durations=25 $(PYTEST_ARGS)
+
+# The tests marked `stress` (held phases, interruptions, load), $(RUNS) times in a row with
+# one busy loop per core; STRESS_ARGS='--no-hog' for an idle machine, '-- -k ...' to narrow.
+RUNS ?= 10
+STRESS_ARGS ?=
+test-stress: setup
+	$(VENV_PY) scripts/test_stress.py --runs $(RUNS) $(STRESS_ARGS)
 
 bench: setup
 	$(VENV_PY) -m pytest bench_tests -k "canary or smoke" $(PYTEST_ARGS)

@@ -68,8 +68,9 @@ def _leftovers() -> list[str]:
         return []
     try:
         ours = [c for c in _harness_containers(client) if _ours(c)]
-        if ours:  # a removal may still be in progress (a reaper, a slow teardown)
-            time.sleep(2)
+        deadline = time.monotonic() + 30  # a removal may still be in progress (a reaper
+        while ours and time.monotonic() < deadline:  # at nice 10, a slow teardown)
+            time.sleep(1)
             ours = [c for c in _harness_containers(client) if _ours(c)]
         for container in ours:
             with contextlib.suppress(Exception):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from docker.client import DockerClient
 
 
 def metric(base_url: str, name: str) -> float:
@@ -67,3 +68,18 @@ def finish(proc: subprocess.Popen[str], timeout: float = 90) -> str:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         raise AssertionError(f"pytest did not end:\n{proc.communicate()[0]}") from None
+
+
+def server_loading(client: DockerClient, run_id: str) -> bool:
+    """The run's server container runs and its /health says it is still loading (503)."""
+    for container in client.containers.list(filters={"label": f"bench.run_id={run_id}"},
+                                            ignore_removed=True):
+        ports = container.attrs["NetworkSettings"]["Ports"].get("8080/tcp") or []
+        if not ports:
+            continue
+        try:
+            answer = httpx.get(f"http://127.0.0.1:{ports[0]['HostPort']}/health", timeout=2)
+        except httpx.HTTPError:
+            continue
+        return answer.status_code == 503
+    return False

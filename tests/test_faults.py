@@ -141,7 +141,8 @@ def test_a_server_paused_for_good_is_an_error_and_the_next_run_resumes(
     finally:
         api.unpause(server.container_id)
     print(f"paused server detected after {detected_after:.1f} s (hang timeout 3 s)")
-    assert detected_after < 15, "the request timeout (900 s) is not what ended the run"
+    # about 4 s idle; the bound only has to tell the watchdog from the 900 s request timeout
+    assert detected_after < 90, "the request timeout (900 s) is not what ended the run"
     kept = CompletionStore(store).load("fp")
     assert len(kept) == 3, "answers received before the hang must be kept"
 
