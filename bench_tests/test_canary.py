@@ -1,8 +1,9 @@
 """Known-answer check: the canary models must get exactly their designed verdicts.
 
-The canaries (../shared/models) answer every HumanEval+ task in a designed way through a
-real llama-server; any difference from ``canary-humaneval.expected.jsonl`` means the
-harness changed the prompt, the decoding, the extraction or the evaluation.
+The canaries (models/canary: one GGUF, two chat templates) answer every HumanEval+ task
+in a designed way through a real llama-server; any difference from
+``canary-humaneval.expected.jsonl`` means the harness changed the prompt, the decoding,
+the extraction or the evaluation.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ async def bare_loop(url: str, items: dict[str, str], sampling: Sampling, slots: 
 def measure(slots: int, items: dict[str, str], rounds: int) -> dict[str, Any]:
     conf = Path(tempfile.mkdtemp()) / "models.conf"
     conf.write_text(f"[bench-g]\nNAME=g\nMODEL=canary-humaneval.gguf\n"
-                    f"MODELS_DIR={ROOT.parent / 'shared/models'}\nCTX_SIZE={4096 * slots}\n"
+                    f"MODELS_DIR={ROOT / 'models/canary'}\nCTX_SIZE={4096 * slots}\n"
                     f"N_GPU_LAYERS=0\nFIT=off\nEXTRA_ARGS=-np {slots}\n", encoding="utf-8")
     profile = load_models_conf(conf, Defaults(cpu_image="local/llama.cpp:server")).profiles[
         "bench-g"]

@@ -23,6 +23,7 @@ from plugin.errors import BenchError, ConfigError
 from plugin.references import References, load_references
 
 RESULT_PROPERTY = "bench_result"
+UNSCORED_PROPERTY = "bench_unscored"  # a selected profile x dataset that got no score
 
 
 class BenchState:
@@ -38,6 +39,8 @@ class BenchState:
         self.results: dict[tuple[str, str], Any] = {}  # (profile, dataset) -> BenchResult
         self.rows: list[dict[str, Any]] = []  # report rows, collected from test reports
         self.gates: dict[tuple[str, str], tuple[dict[str, Any], Any]] = {}  # key -> row, gate
+        self.unscored: dict[tuple[str, str], dict[str, str]] = {}  # key -> why no score
+        self.selected: int | None = None  # benchmark tests left after -k (None: not known)
         self.started = _utc_now()
 
     @property
@@ -78,6 +81,10 @@ class BenchState:
     def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Any:
         """Per-test extras for pytest-html: gate detail, flipped tasks, server log tail."""
         report = yield
+        if report.when == "setup" and not report.passed:
+            unscored = _unscored_of(item, report, call)
+            if unscored is not None:
+                report.user_properties.append((UNSCORED_PROPERTY, json.dumps(unscored)))
         row = _row_of(report)
         if row and report.when == "call":
             from pytest_html import extras
@@ -109,7 +116,7 @@ class BenchState:
     def pytest_html_results_summary(self, prefix: list[str], summary: list[str],
                                     postfix: list[str], session: pytest.Session) -> None:
         postfix.extend(html.summary_sections(self.rows, self.references.published,
-                                             self._trend()))
+                                             self._trend(), list(self.unscored.values())))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_report_title(self, report: Any) -> None:
@@ -121,25 +128,86 @@ class BenchState:
             self.rows = [r for r in self.rows
                          if (r["profile"], r["dataset"]) != (row["profile"], row["dataset"])]
             self.rows.append(row)
+            self.unscored.pop((row["profile"], row["dataset"]), None)
+        unscored = _property_of(report, UNSCORED_PROPERTY)
+        if unscored and not any((r["profile"], r["dataset"]) ==
+                                (unscored["profile"], unscored["dataset"]) for r in self.rows):
+            self.unscored.setdefault((unscored["profile"], unscored["dataset"]), unscored)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config,
+                                      items: list[pytest.Item]) -> None:
+        """After -k/-m deselection: whether any benchmark test is left to run."""
+        self.selected = sum(1 for item in items if _profile_of(item) is not None)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Gate mode: a run in which no selected profile produced a score fails."""
+        if hasattr(session.config, "workerinput") or not self.values["strict"]:
+            return
+        if self.unscored and not self.rows and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.rows:
+        if self.selected == 0 and _runs_bench_tests(self.config):
+            names = ", ".join(p.name for p in self.conf.bench_profiles) or "(none)"
+            terminalreporter.write_line(
+                f"llama-bench: no benchmark test selected; the bench profiles of "
+                f"{self.conf.path} are: {names} (pytest bench_tests --bench-list shows "
+                "them with their models; -k matches these names)", yellow=True)
+        if not self.rows and not self.unscored:
             return
         terminalreporter.write_sep("=", "benchmark results")
-        for line in html.terminal_lines(self.rows):
-            terminalreporter.write_line(line)
+        if self.rows:
+            for line in html.terminal_lines(self.rows):
+                terminalreporter.write_line(line)
+        if self.unscored:
+            mode = "gate mode: errors" if self.values["strict"] else \
+                "skipped; --bench-strict makes them errors"
+            terminalreporter.write_line(f"selected profiles without a score ({mode}):",
+                                        red=bool(self.values["strict"]), yellow=True)
+            for line in html.unscored_lines(list(self.unscored.values())):
+                terminalreporter.write_line(f"  {line}")
         self._write_outputs()
 
     def _write_outputs(self) -> None:
         html.write_outputs(self.reports_dir, html.render_outputs(
-            self.run_id, self.rows, self.references.published, self._trend()))
+            self.run_id, self.rows, self.references.published, self._trend(),
+            list(self.unscored.values())))
 
 
 def _row_of(report: pytest.TestReport) -> dict[str, Any] | None:
+    return _property_of(report, RESULT_PROPERTY)
+
+
+def _property_of(report: pytest.TestReport, key: str) -> dict[str, Any] | None:
     for name, value in getattr(report, "user_properties", ()):
-        if name == RESULT_PROPERTY:
+        if name == key:
             return json.loads(value) if isinstance(value, str) else dict(value)
     return None
+
+
+def _profile_of(item: pytest.Item) -> Profile | None:
+    callspec = getattr(item, "callspec", None)
+    profile = callspec.params.get("bench_profile") if callspec else None
+    return profile if isinstance(profile, Profile) else None
+
+
+def _unscored_of(item: pytest.Item, report: pytest.TestReport,
+                 call: Any) -> dict[str, str] | None:
+    """Profile, dataset, outcome and one-line reason of a benchmark test whose setup did
+    not produce a score (skipped or errored), or None for any other test."""
+    profile = _profile_of(item)
+    marker = item.get_closest_marker("bench_dataset")
+    if not isinstance(profile, Profile) or marker is None or not marker.args:
+        return None
+    error = call.excinfo.value if call.excinfo is not None else None
+    if report.skipped:
+        reason = str(getattr(error, "msg", "") or error or "skipped")
+    else:
+        reason = f"{type(error).__name__}: {error}" if error is not None else "error"
+    first = next((line.strip() for line in reason.splitlines() if line.strip()), reason)
+    return {"profile": profile.name, "dataset": str(marker.args[0]),
+            "outcome": "skipped" if report.skipped else "error", "reason": first[:300]}
 
 
 STATE_KEY = pytest.StashKey[BenchState]()
@@ -163,13 +231,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(setting.option, default=None, dest=setting.dest,
                         metavar=setting.metavar, choices=setting.choices or None, help=text)
         parser.addini(setting.ini, help=setting.help, default=None)
+    for setting in S.SETTINGS:
+        if setting.flag and setting.flag_ini:
+            parser.addini(setting.ini, help=setting.help, type="bool", default=None)
 
 
 def _values(config: pytest.Config) -> dict[str, Any]:
     values = {}
     for setting in S.SETTINGS:
         cli = config.getoption(setting.dest)
-        ini = None if setting.flag else config.getini(setting.ini)
+        ini = config.getini(setting.ini) if not setting.flag or setting.flag_ini else None
         values[setting.name] = S.resolve(setting, cli, os.environ, ini)
     return values
 
@@ -322,9 +393,10 @@ def bench_state(request: pytest.FixtureRequest) -> BenchState:
 def llama_server(bench_profile: Profile, bench_state: BenchState) -> Iterator[Any]:
     """The profile's llama-server, started on first use (a LazyServer).
 
-    A missing model file skips the profile's tests (with the fix in the reason); a server
-    that does not get healthy errors them, with the tail of its log. The container is
-    stopped and removed at the end of the profile's tests, always. When every answer is
+    A missing model file skips the profile's tests (with the fix in the reason), or errors
+    them in gate mode (``--bench-strict``); a server that does not get healthy errors
+    them, with the tail of its log. The container is stopped and removed at the end of
+    the profile's tests, always. When every answer is
     already stored under the run's fingerprint, the server is never started.
     """
     from plugin.lazy_server import DEFAULT_LOCK_DIR, LazyServer
@@ -332,6 +404,9 @@ def llama_server(bench_profile: Profile, bench_state: BenchState) -> Iterator[An
 
     local = not remote_hostname(engine_host(bench_profile))  # remote: files are over there
     if not bench_profile.base_url and local and not bench_profile.model_path.exists():
+        if bench_state.values["strict"]:
+            pytest.fail(f"{missing_model_reason(bench_profile)} [gate mode: --bench-strict "
+                        "/ BENCH_STRICT / CI=true]", pytrace=False)
         pytest.skip(missing_model_reason(bench_profile))
     client = None
     if not bench_profile.base_url:

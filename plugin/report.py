@@ -321,16 +321,33 @@ def plots_html(rows: Sequence[Mapping[str, Any]],
         for fid, cap, svg in figures) + "</div>"
 
 
+def unscored_lines(unscored: Sequence[Mapping[str, str]]) -> list[str]:
+    """One line per selected profile x dataset that produced no score, with its reason."""
+    return [f"{u['profile']} ({u['dataset']}): {u['outcome']}: {u['reason']}"
+            for u in sorted(unscored, key=lambda u: (u["profile"], u["dataset"]))]
+
+
+def _unscored_html(unscored: Sequence[Mapping[str, str]]) -> list[str]:
+    if not unscored:
+        return []
+    body = [[u["profile"], u["dataset"], u["outcome"], u["reason"]]
+            for u in sorted(unscored, key=lambda u: (u["profile"], u["dataset"]))]
+    return ['<h2 id="bench-unscored">Selected profiles without a score</h2>',
+            _html_table(["Profile", "Dataset", "Outcome", "Reason"], body)]
+
+
 def summary_sections(rows: Sequence[Mapping[str, Any]], published: Sequence[Published],
                      trend: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
-                     ) -> list[str]:
-    """The report's summary: the seed's two tables, the gate, the plots."""
+                     unscored: Sequence[Mapping[str, str]] = ()) -> list[str]:
+    """The report's summary: profiles without a score, the seed's two tables, the gate,
+    the plots."""
     rows = sorted_rows(rows)
     local_header, local_body = _local_table(rows)
     comp_header, comp_body = _comparison_table(rows, published)
     gate_header, gate_body = _gate_table(rows)
     sections = [
         STYLE,
+        *_unscored_html(unscored),
         '<h2 id="bench-local">Local results (pass@1, greedy)</h2>',
         _html_table(local_header, local_body),
         '<h2 id="bench-comparison">Comparison with published scores</h2>',
@@ -468,13 +485,18 @@ def _md_gate(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def markdown_report(rows: Sequence[Mapping[str, Any]], published: Sequence[Published],
-                    date: str | None = None) -> str:
+                    date: str | None = None,
+                    unscored: Sequence[Mapping[str, str]] = ()) -> str:
     """REPORT.md in the seed's format; a pure function of the rows and published scores."""
     rows = sorted_rows(rows)
     if date is None:
         stamps = [str(r["recorded"]) for r in rows if r.get("recorded")]
         date = min(stamps)[:10] if stamps else datetime.date.today().isoformat()
     parts = [f"# Benchmark Results — {date}"]
+    if unscored:
+        parts += ["## Selected Profiles Without a Score",
+                  "\n".join(f"- **{line.split(' ', 1)[0]}** {line.split(' ', 1)[1]}"
+                            for line in unscored_lines(unscored))]
     for dataset in sorted({str(r["dataset"]) for r in rows}):
         parts += _md_local(rows, dataset)
     comp_header, comp_body = _comparison_table(rows, published, bold=True)
@@ -487,9 +509,11 @@ def markdown_report(rows: Sequence[Mapping[str, Any]], published: Sequence[Publi
     return "\n\n".join(parts) + "\n"
 
 
-def summary_json(session: str, rows: Sequence[Mapping[str, Any]]) -> str:
-    return json.dumps({"run_id": session, "results": sorted_rows(rows)}, indent=1,
-                      sort_keys=True) + "\n"
+def summary_json(session: str, rows: Sequence[Mapping[str, Any]],
+                 unscored: Sequence[Mapping[str, str]] = ()) -> str:
+    return json.dumps({"run_id": session, "results": sorted_rows(rows),
+                       "unscored": sorted(unscored, key=lambda u: (u["profile"], u["dataset"]))},
+                      indent=1, sort_keys=True) + "\n"
 
 
 def trend_for_plot(trend: Mapping[tuple[str, str], Sequence[history.TrendPoint]],
@@ -500,8 +524,9 @@ def trend_for_plot(trend: Mapping[tuple[str, str], Sequence[history.TrendPoint]]
 
 
 def summary_page(rows: Sequence[Mapping[str, Any]], published: Sequence[Published],
-                 trend: Mapping[str, Sequence[Mapping[str, Any]]], title: str) -> str:
-    body = "\n".join(summary_sections(rows, published, trend))
+                 trend: Mapping[str, Sequence[Mapping[str, Any]]], title: str,
+                 unscored: Sequence[Mapping[str, str]] = ()) -> str:
+    body = "\n".join(summary_sections(rows, published, trend, unscored))
     return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}'
             f"</title></head><body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n")
 
@@ -515,11 +540,13 @@ class Outputs:
 
 def render_outputs(session: str, rows: Sequence[Mapping[str, Any]],
                    published: Sequence[Published],
-                   trend: Mapping[str, Sequence[Mapping[str, Any]]] | None) -> Outputs:
-    return Outputs(markdown=markdown_report(rows, published),
-                   summary=summary_json(session, rows),
+                   trend: Mapping[str, Sequence[Mapping[str, Any]]] | None,
+                   unscored: Sequence[Mapping[str, str]] = ()) -> Outputs:
+    return Outputs(markdown=markdown_report(rows, published, unscored=unscored),
+                   summary=summary_json(session, rows, unscored),
                    page=summary_page(rows, published, trend or {},
-                                     f"llama.cpp benchmark summary: run {session}"))
+                                     f"llama.cpp benchmark summary: run {session}",
+                                     unscored))
 
 
 def write_outputs(out_dir: Path, outputs: Outputs) -> list[Path]:

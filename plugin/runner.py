@@ -21,7 +21,7 @@ import platform
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from plugin import atomic
@@ -29,7 +29,7 @@ from plugin.config import Profile
 from plugin.datasets import Dataset
 from plugin.evaluation import EvalResult, evaluate_samples
 from plugin.extract import extract_code
-from plugin.fingerprint import fingerprint, model_identity, text_sha256
+from plugin.fingerprint import file_sha256, fingerprint, model_identity, text_sha256
 from plugin.generate import (
     PROMPT_TEMPLATE_ID,
     Completion,
@@ -41,6 +41,7 @@ from plugin.generate import (
     summarize,
 )
 from plugin.lazy_server import LazyServer
+from plugin.server import MODELS_MOUNT
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,24 @@ def sampling_for(profile: Profile) -> Sampling:
                     reasoning_effort=profile.reasoning_effort)
 
 
+def chat_template_file(profile: Profile) -> Path | None:
+    """The host file behind ``--chat-template-file`` in EXTRA_ARGS (a path under the
+    models mount maps into MODELS_DIR), or None."""
+    args = list(profile.extra_args)
+    value = None
+    for i, arg in enumerate(args):
+        if arg == "--chat-template-file" and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith("--chat-template-file="):
+            value = arg.split("=", 1)[1]
+    if value is None:
+        return None
+    path = PurePosixPath(value)
+    if path.is_relative_to(MODELS_MOUNT):
+        return profile.models_dir / path.relative_to(MODELS_MOUNT)
+    return Path(value)
+
+
 def run_fingerprint(profile: Profile, server: LazyServer, dataset: Dataset,
                     sampling: Sampling) -> str:
     """Hash of what can change an answer; for container profiles known without starting
@@ -110,6 +129,10 @@ def run_fingerprint(profile: Profile, server: LazyServer, dataset: Dataset,
                    "model": model_identity(profile.model_path),
                    "ctx": profile.ctx_size, "ngl": profile.n_gpu_layers, "fit": profile.fit,
                    "extra_args": list(profile.extra_args)}
+        template = chat_template_file(profile)
+        if template is not None:  # its contents change answers, not only its path
+            backend["chat_template_file_sha256"] = (
+                file_sha256(template) if template.is_file() else f"missing: {template}")
     return fingerprint({"backend": backend, "sampling": asdict(sampling),
                         "prompt_template": PROMPT_TEMPLATE_ID, "dataset_sha256": dataset.sha256})
 

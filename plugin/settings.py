@@ -21,7 +21,9 @@ class Setting:
     help: str
     default: Any = None
     kind: Callable[[str], Any] = str
-    flag: bool = False  # a store_true option (command line only)
+    flag: bool = False  # a store_true option (command line and environment only)
+    flag_ini: bool = False  # a flag that an ini key may set too
+    on_in_ci: bool = False  # a flag whose default is on when CI=true (GitHub Actions, ...)
     choices: tuple[str, ...] = ()
     metavar: str | None = None
 
@@ -89,6 +91,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("alpha", "significance level of the exact McNemar test against the pinned "
             "baseline: a drop with p < alpha fails even inside the tolerance",
             default=0.05, kind=_probability, metavar="P"),
+    Setting("strict", "gate mode: a selected profile that cannot produce a score (model file "
+            "missing, image missing, server that does not start, GPUs missing) is an error "
+            "that fails the run, not a skip; on by default when CI=true (BENCH_STRICT=0 "
+            "turns it off)", flag=True, flag_ini=True, on_in_ci=True),
     Setting("update-baseline", "pin this run's results as the new baseline of each profile x "
             "dataset (history database); the run is still judged against the old one",
             flag=True),
@@ -132,6 +138,8 @@ def resolve(setting: Setting, cli_value: Any, environ: Mapping[str, str],
         if setting.flag:
             return bool(raw) if not isinstance(raw, str) else raw.lower() in ("1", "true", "yes")
         return _convert(setting, raw, origin)
+    if setting.on_in_ci:
+        return environ.get("CI", "").lower() == "true"
     return setting.default
 
 

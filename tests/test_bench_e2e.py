@@ -18,7 +18,6 @@ import pytest
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_MODELS = ROOT.parent / "shared/models"
 
 
 def run_bench(*args: str, reports: Path, conf: Path | None = None,
@@ -37,8 +36,6 @@ def summary(reports: Path, profile: str) -> dict:
     return json.loads((reports / profile / "humaneval" / "summary.json").read_text())
 
 
-@pytest.mark.skipif(not (SHARED_MODELS / "canary-humaneval.gguf").exists(),
-                    reason="canary models not found in ../shared/models")
 def test_canary_profiles_reproduce_their_designed_verdicts(tmp_path):
     """The main job: both canaries, all 164 tasks, exact per-task verdicts."""
     reports = tmp_path / "reports"

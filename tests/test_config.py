@@ -91,7 +91,8 @@ def test_ot_regex_reaches_the_server_byte_for_byte(conf):
 
 def test_model_dirs_resolve_per_profile(conf):
     canary = conf.profiles["bench-canary"].model_path
-    assert canary.resolve() == (ROOT.parent / "shared/models/canary-humaneval.gguf").resolve()
+    assert canary.resolve() == (ROOT / "models/canary/canary-humaneval.gguf").resolve()
+    assert conf.profiles["bench-canary-think"].model_path.resolve() == canary.resolve()
     assert conf.profiles["bench-smoke"].models_dir == ROOT / "build/models"
     assert conf.profiles["bench-qwen3-coder"].models_dir == Path("/srv/models")
 
@@ -101,7 +102,7 @@ def test_defaults_override_only_default_section(tmp_path):
         models_dir="/data/gguf", cpu_image="local/llama.cpp:server", max_tokens=512))
     assert overridden.profiles["bench-qwen3-coder"].models_dir == Path("/data/gguf")
     # profiles that name their own MODELS_DIR keep it
-    assert overridden.profiles["bench-canary"].models_dir.name == "models"
+    assert overridden.profiles["bench-canary"].models_dir == ROOT / "models/canary"
     assert overridden.profiles["bench-canary"].image == "local/llama.cpp:server"
     assert overridden.profiles["bench-qwen3-coder"].image.endswith("server-cuda")
     assert overridden.profiles["bench-canary"].max_tokens == 512

@@ -83,11 +83,12 @@ EXPECTED = {
                               (*QWEN_BENCH, "-ot", QWEN_Q6K_OT), GPU_0_1),
     "bench-smoke": (CPU_IMAGE, ROOT / "build" / "models", "smoke-tiny.gguf", 2048, "0",
                     ("-np", "1"), ()),
-    "bench-canary": (CPU_IMAGE, ROOT.parent / "shared" / "models", "canary-humaneval.gguf",
+    "bench-canary": (CPU_IMAGE, ROOT / "models" / "canary", "canary-humaneval.gguf",
                      4096, "0", ("--jinja", "-np", "1"), ()),
-    "bench-canary-think": (CPU_IMAGE, ROOT.parent / "shared" / "models",
-                           "canary-humaneval-think.gguf", 4096, "0",
-                           ("--jinja", "-np", "1", "--reasoning-format", "deepseek"), ()),
+    "bench-canary-think": (CPU_IMAGE, ROOT / "models" / "canary", "canary-humaneval.gguf",
+                           4096, "0",
+                           ("--jinja", "--chat-template-file", "/models/canary-think.jinja",
+                            "-np", "1", "--reasoning-format", "deepseek"), ()),
 }
 
 

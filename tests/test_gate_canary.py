@@ -35,7 +35,7 @@ import pytest
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_MODELS = ROOT.parent / "shared" / "models"
+CANARY_DIR = ROOT / "models" / "canary"
 LIMIT = 20  # HumanEval/0..19: 16 designed to pass, 4 designed to fail
 # One llama.cpp thread: the 2 cores are often shared with other jobs, and llama.cpp's
 # spinning worker threads slow down a hundredfold when they are oversubscribed.
@@ -77,7 +77,7 @@ class Run:
 
 def _bench(tmp: Path, name: str, extra: str, *args: str) -> Run:
     conf = tmp / f"models-{name}.conf"
-    conf.write_text(CONF.format(models=SHARED_MODELS, extra=extra), encoding="utf-8")
+    conf.write_text(CONF.format(models=CANARY_DIR, extra=extra), encoding="utf-8")
     reports = tmp / "reports"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_")}
     env["BENCH_CPU_IMAGE"] = os.environ.get("LLAMA_IMAGE", "local/llama.cpp:server")
@@ -95,7 +95,7 @@ def _bench(tmp: Path, name: str, extra: str, *args: str) -> Run:
 
 
 def _designed_to_pass() -> list[str]:
-    path = SHARED_MODELS / "canary-humaneval.expected.jsonl"
+    path = CANARY_DIR / "canary-humaneval.expected.jsonl"
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     return [r["task_id"] for r in rows
             if r["designed_to_pass"] and int(r["task_id"].split("/")[1]) < LIMIT]
@@ -103,8 +103,6 @@ def _designed_to_pass() -> list[str]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
-    if not (SHARED_MODELS / "canary-humaneval.gguf").exists():
-        pytest.skip(f"canary models not found in {SHARED_MODELS}")
     tmp = tmp_path_factory.mktemp("gate-canary")
     return {"baseline": _bench(tmp, "baseline", CHATML, "--bench-update-baseline"),
             "unchanged": _bench(tmp, "unchanged", CHATML),

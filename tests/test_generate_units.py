@@ -86,3 +86,42 @@ def test_gate_outcomes():
     assert gate(79.0, _ref(81.0)).status == "pass"  # exactly at the floor
     assert gate(50.0, _ref(None)).status == "no_reference"
     assert gate(0.0, _ref(81.0), partial=True).status == "partial"
+
+
+def test_a_chat_template_file_counts_in_the_fingerprint_by_its_contents(tmp_path):
+    """The thinking canary's template is a file in MODELS_DIR named in EXTRA_ARGS: editing
+    it changes the answers, so it must change the fingerprint (stored answers are then
+    not reused), while profiles without one keep their fingerprint."""
+    from types import SimpleNamespace
+
+    from plugin.config import Defaults, load_models_conf
+    from plugin.datasets import load_dataset
+    from plugin.runner import chat_template_file, run_fingerprint, sampling_for
+
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    (tmp_path / "t.jinja").write_text("{{ messages }}")
+    conf = tmp_path / "models.conf"
+    conf.write_text("[bench-a]\nNAME=a\nMODEL=m.gguf\nCTX_SIZE=512\nN_GPU_LAYERS=0\n"
+                    f"MODELS_DIR={tmp_path}\n"
+                    "EXTRA_ARGS=--jinja --chat-template-file /models/t.jinja -np 1\n"
+                    "[bench-b]\nNAME=b\nMODEL=m.gguf\nCTX_SIZE=512\nN_GPU_LAYERS=0\n"
+                    f"MODELS_DIR={tmp_path}\nEXTRA_ARGS=--chat-template-file={tmp_path}/t.jinja\n"
+                    "[bench-c]\nNAME=c\nMODEL=m.gguf\nCTX_SIZE=512\nN_GPU_LAYERS=0\n"
+                    f"MODELS_DIR={tmp_path}\n", encoding="utf-8")
+    profiles = load_models_conf(conf, Defaults(cpu_image="img")).profiles
+    assert chat_template_file(profiles["bench-a"]) == tmp_path / "t.jinja"
+    assert chat_template_file(profiles["bench-b"]) == tmp_path / "t.jinja"
+    assert chat_template_file(profiles["bench-c"]) is None
+    server = SimpleNamespace(image_id=lambda: "sha256:x")
+    dataset = load_dataset("humaneval", mini=True)
+
+    def fp(name):
+        profile = profiles[name]
+        return run_fingerprint(profile, server, dataset, sampling_for(profile))
+
+    before, plain = fp("bench-a"), fp("bench-c")
+    (tmp_path / "t.jinja").write_text("{{ messages }}!")
+    assert fp("bench-a") != before
+    assert fp("bench-c") == plain
+    (tmp_path / "t.jinja").unlink()
+    assert fp("bench-a") not in (before, plain)  # a missing file is a value too

@@ -46,7 +46,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.stress]
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("LLAMA_IMAGE", "local/llama.cpp:server")
 SANDBOX = os.environ.get("BENCH_SANDBOX_IMAGE", "local/bench-sandbox:latest")
-CANARY = ROOT.parent / "shared/models/canary-humaneval.gguf"
+CANARY = ROOT / "models/canary/canary-humaneval.gguf"
 SMOKE = ROOT / "build/models/smoke-tiny.gguf"
 USE_CANARY = os.environ.get("BENCH_LOAD_MODEL") == "canary"
 MODEL = CANARY if USE_CANARY else SMOKE

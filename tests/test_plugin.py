@@ -147,3 +147,64 @@ def test_project_k_qwen3_collects_the_three_qwen3_profiles():
                          check=True).stdout
     ids = {line.split("[")[1].rstrip("]") for line in out.splitlines() if "::" in line}
     assert ids == {"bench-qwen3-coder", "bench-qwen3-coder-q5", "bench-qwen3-coder-q6k"}
+
+
+# --------------------------------------------------------------------------- gate mode
+
+
+def test_missing_model_is_an_error_in_gate_mode(project):
+    result = project.runpytest_subprocess("bench_tests", "-k", "needs_server and beta",
+                                          "--bench-strict")
+    result.assert_outcomes(errors=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*model file not found*beta.gguf*models.conf:13*gate mode*"])
+    assert "def llama_server" not in result.stdout.str()  # the reason, not fixture source
+
+
+@pytest.mark.parametrize(("env", "outcome"), [
+    ({"CI": "true"}, "errors"), ({"CI": "true", "BENCH_STRICT": "0"}, "skipped"),
+    ({"CI": "false"}, "skipped"), ({"BENCH_STRICT": "1"}, "errors")])
+def test_gate_mode_is_on_by_default_in_ci(project, monkeypatch, env, outcome):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = project.runpytest_subprocess("bench_tests", "-k", "needs_server and beta")
+    result.assert_outcomes(**{outcome: 1})
+
+
+def test_gate_mode_from_the_ini_file(project):
+    project.makeini("[pytest]\naddopts = -p no:cacheprovider\nbench_strict = true\n")
+    result = project.runpytest_subprocess("bench_tests", "-k", "needs_server and beta")
+    result.assert_outcomes(errors=1)
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_every_selected_profile_without_a_score_is_listed_with_its_reason(project, strict):
+    """Terminal, REPORT.md, summary.json and report.html name the profiles that got no
+    score; in gate mode a run where none got one exits non-zero."""
+    result = project.runpytest_subprocess(
+        "bench_tests", "-k", "needs_server", *(("--bench-strict",) if strict else ()))
+    result.assert_outcomes(**({"errors": 2} if strict else {"skipped": 2}))
+    assert result.ret == (pytest.ExitCode.TESTS_FAILED if strict else pytest.ExitCode.OK)
+    result.stdout.fnmatch_lines([
+        "*selected profiles without a score*",
+        "*bench-alpha-q4 (humaneval): *: model file not found*alpha-Q4_K_M.gguf*",
+        "*bench-beta (humaneval): *: model file not found*beta.gguf*"])
+    reports = project.path / "reports"
+    summary = json.loads((reports / "summary.json").read_text())
+    assert [(u["profile"], u["dataset"], u["outcome"]) for u in summary["unscored"]] == [
+        ("bench-alpha-q4", "humaneval", "error" if strict else "skipped"),
+        ("bench-beta", "humaneval", "error" if strict else "skipped")]
+    assert all("model file not found" in u["reason"] for u in summary["unscored"])
+    markdown = (reports / "REPORT.md").read_text()
+    assert "## Selected Profiles Without a Score" in markdown
+    assert "**bench-beta** (humaneval)" in markdown
+    page = (reports / "report.html").read_text()
+    assert 'id="bench-unscored"' in page
+    assert "beta.gguf" in page
+
+
+def test_a_k_that_selects_no_profile_names_the_profiles(project):
+    result = project.runpytest_subprocess("bench_tests", "-k", "qwen4")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    result.stdout.fnmatch_lines(["*no benchmark test selected*bench profiles of*models.conf "
+                                 "are: bench-alpha-q4, bench-beta*--bench-list*"])

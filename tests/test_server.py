@@ -2,7 +2,7 @@
 
 The image is ``$LLAMA_IMAGE`` (default ``local/llama.cpp:server``, built by
 ``docker/llama-server/build-debian.sh``); models are the tiny smoke model (written into a
-temporary folder by ``scripts/make_smoke_model.py``) and the canary in ../shared/models.
+temporary folder by ``scripts/make_smoke_model.py``) and the canary shipped in models/canary.
 Each server starts in about a second. Every test gets its own run id; a fixture removes
 any container still carrying it and fails the test if one was left behind.
 """
