@@ -207,7 +207,7 @@ class ProjectFactory:
     @staticmethod
     def profile(name: str, model: str = "smoke-tiny.gguf", **keys: str) -> str:
         values = {"NAME": name, "MODEL": model, "CTX_SIZE": "512", "N_GPU_LAYERS": "0",
-                  "FIT": "off", "MAX_TOKENS": "8", "EXTRA_ARGS": "-np 1", "QUANT": "F32",
+                  "FIT": "off", "MAX_TOKENS": "8", "EXTRA_ARGS": "-np 1 -t 1", "QUANT": "F32",
                   **keys}
         return f"[{name}]\n" + "".join(f"{k}={v}\n" for k, v in values.items())
 

@@ -82,13 +82,13 @@ EXPECTED = {
     "bench-qwen3-coder-q6k": (GPU_IMAGE, SRV, QWEN_Q6K, 16384, "99",
                               (*QWEN_BENCH, "-ot", QWEN_Q6K_OT), GPU_0_1),
     "bench-smoke": (CPU_IMAGE, ROOT / "build" / "models", "smoke-tiny.gguf", 2048, "0",
-                    ("-np", "1"), ()),
+                    ("-np", "1", "-t", "1"), ()),
     "bench-canary": (CPU_IMAGE, ROOT / "models" / "canary", "canary-humaneval.gguf",
-                     4096, "0", ("--jinja", "-np", "1"), ()),
+                     4096, "0", ("--jinja", "-np", "1", "-t", "1"), ()),
     "bench-canary-think": (CPU_IMAGE, ROOT / "models" / "canary", "canary-humaneval.gguf",
                            4096, "0",
                            ("--jinja", "--chat-template-file", "/models/canary-think.jinja",
-                            "-np", "1", "--reasoning-format", "deepseek"), ()),
+                            "-np", "1", "-t", "1", "--reasoning-format", "deepseek"), ()),
 }
 
 

@@ -60,7 +60,7 @@ def _profile(tmp: Path) -> Profile:
     conf = tmp / "models.conf"
     conf.write_text(f"[bench-fault]\nNAME=fault\nMODEL=smoke-tiny.gguf\nMODELS_DIR={MODELS}\n"
                     "CTX_SIZE=2048\nN_GPU_LAYERS=0\nFIT=off\nMAX_TOKENS=16\n"
-                    "EXTRA_ARGS=-np 1 --metrics\n", encoding="utf-8")
+                    "EXTRA_ARGS=-np 1 -t 1 --metrics\n", encoding="utf-8")
     return load_models_conf(conf, Defaults(cpu_image=IMAGE)).profiles["bench-fault"]
 
 
@@ -317,7 +317,7 @@ def test_a_server_killed_mid_run_errors_the_profile_and_the_next_run_resumes(
     conf = tmp_path / "models.conf"
     conf.write_text(f"[bench-smoke]\nNAME=smoke\nMODEL=smoke-tiny.gguf\nMODELS_DIR={MODELS}\n"
                     f"CPU_IMAGE={IMAGE}\nCTX_SIZE=2048\nN_GPU_LAYERS=0\nFIT=off\n"
-                    "MAX_TOKENS=96\nQUANT=F32\nEXTRA_ARGS=-np 1\n", encoding="utf-8")
+                    "MAX_TOKENS=96\nQUANT=F32\nEXTRA_ARGS=-np 1 -t 1\n", encoding="utf-8")
     reports = tmp_path / "reports"
     run_id = f"kill-{uuid.uuid4().hex[:8]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BENCH_", "PYTEST_"))}

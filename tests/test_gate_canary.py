@@ -40,7 +40,7 @@ LIMIT = 20  # HumanEval/0..19: 16 designed to pass, 4 designed to fail
 # One llama.cpp thread: the 2 cores are often shared with other jobs, and llama.cpp's
 # spinning worker threads slow down a hundredfold when they are oversubscribed.
 PROFILE = "bench-canary"
-CHATML = "--jinja -np 1 -t 1"  # the profile as in models.conf (plus -t 1)
+CHATML = "--jinja -np 1 -t 1"  # the profile as in models.conf
 OTHER_TEMPLATE = "-np 1 -t 1 --chat-template llama2"  # a template change: garbage answers
 CONF = """\
 [DEFAULT]

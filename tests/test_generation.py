@@ -48,7 +48,7 @@ def profile(tmp_path_factory):
     conf = tmp_path_factory.mktemp("conf") / "models.conf"
     conf.write_text(f"[bench-gen]\nNAME=gen\nMODEL=smoke-tiny.gguf\nMODELS_DIR={MODELS}\n"
                     "CTX_SIZE=2048\nN_GPU_LAYERS=0\nFIT=off\nMAX_TOKENS=16\n"
-                    "EXTRA_ARGS=-np 1 --metrics\n", encoding="utf-8")
+                    "EXTRA_ARGS=-np 1 -t 1 --metrics\n", encoding="utf-8")
     return load_models_conf(conf, Defaults(cpu_image=IMAGE)).profiles["bench-gen"]
 
 

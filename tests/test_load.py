@@ -73,7 +73,7 @@ def _profile(tmp_path: Path, slots: int) -> Profile:
     conf.write_text(f"[bench-load]\nNAME=load\nMODEL={MODEL.name}\nMODELS_DIR={MODEL.parent}\n"
                     f"CTX_SIZE={4096 * slots}\nN_GPU_LAYERS=0\nFIT=off\n"
                     f"MAX_TOKENS={768 if USE_CANARY else 128}\n"
-                    f"EXTRA_ARGS=-np {slots}\n", encoding="utf-8")
+                    f"EXTRA_ARGS=-np {slots} -t 1\n", encoding="utf-8")
     profile = load_models_conf(conf, Defaults(cpu_image=IMAGE)).profiles["bench-load"]
     assert profile.slots == slots
     return profile

@@ -34,7 +34,7 @@ def _conf(tmp: Path, extra: str = "") -> Path:
     conf.write_text(f"[DEFAULT]\nAPI_KEY_ENV={VARIABLE}\n\n"
                     f"[bench-smoke]\nNAME=smoke\nMODEL=smoke-tiny.gguf\nMODELS_DIR={MODELS}\n"
                     f"CPU_IMAGE={IMAGE}\nCTX_SIZE=2048\nN_GPU_LAYERS=0\nFIT=off\n"
-                    f"MAX_TOKENS=32\nQUANT=F32\nEXTRA_ARGS=-np 1 --metrics{extra}\n",
+                    f"MAX_TOKENS=32\nQUANT=F32\nEXTRA_ARGS=-np 1 -t 1 --metrics{extra}\n",
                     encoding="utf-8")
     return conf
 
