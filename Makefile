@@ -35,6 +35,7 @@ images:
 smoke-model:
 	$(VENV_PY) scripts/make_smoke_model.py $(if $(FORCE),--force)
 
+test: export BENCH_TEST_TOOLS = 1
 test: setup
 	$(VENV_PY) -m pytest tests --durations=25 $(PYTEST_ARGS)
 
@@ -42,6 +43,7 @@ test: setup
 # one busy loop per core; STRESS_ARGS='--no-hog' for an idle machine, '-- -k ...' to narrow.
 RUNS ?= 10
 STRESS_ARGS ?=
+test-stress: export BENCH_TEST_TOOLS = 1
 test-stress: setup
 	$(VENV_PY) scripts/test_stress.py --runs $(RUNS) $(STRESS_ARGS)
 

@@ -92,6 +92,9 @@ class Defaults:
     docker_host: str | None = None
     #: Running server every profile is benchmarked against (replaces every BASE_URL).
     base_url: str | None = None
+    #: Where each of these came from (setting name -> "command line --bench-cpu-image",
+    #: "environment BENCH_CPU_IMAGE", ...), so errors blame the right place.
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,8 @@ class Profile:
     key_lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
     #: Name of the environment variable with the API key (never the key itself).
     api_key_env: str | None = None
+    #: Keys whose value came from outside models.conf: key -> where (command line, ...).
+    overrides: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def is_bench(self) -> bool:
@@ -159,7 +164,10 @@ class Profile:
         return value.strip()
 
     def where(self, key: str | None = None) -> str:
-        """``file:line`` of the section, or of one of its keys."""
+        """Where a key's value came from: the option or variable that replaced it, else
+        ``file:line`` of the key (or of the section)."""
+        if key and key in self.overrides:
+            return self.overrides[key]
         line = self.key_lines.get(key, self.line) if key else self.line
         return f"{self.source}:{line}"
 
@@ -467,6 +475,7 @@ def _build_profile(section: _Section, path: Path, defaults: Defaults) -> Profile
     n_gpu_layers = _n_gpu_layers(section)
     gpus = _gpus(section, extra_args, n_gpu_layers)
     key_lines = {key: section.line_of(key) or 0 for key in section.values}
+    overrides = _overrides(section, gpus, defaults)
     return Profile(
         name=section.name,
         display_name=section.required("NAME"),
@@ -490,7 +499,25 @@ def _build_profile(section: _Section, path: Path, defaults: Defaults) -> Profile
         line=section.lines.get((section.name, ""), 0),
         key_lines=key_lines,
         api_key_env=_api_key_env(section),
+        overrides=overrides,
     )
+
+
+def _overrides(section: _Section, gpus: tuple[str, ...], defaults: Defaults) -> dict[str, str]:
+    """The keys of the profile whose value an option or variable supplied, and where from."""
+    origin = defaults.origins
+    used = {"HEALTH_TIMEOUT": ("health-timeout", defaults.health_timeout),
+            "MAX_TOKENS": ("max-tokens", defaults.max_tokens),
+            "BASE_URL": ("base-url", defaults.base_url)}
+    if not section.explicit("IMAGE"):
+        used["IMAGE" if gpus else "CPU_IMAGE"] = (
+            ("image", defaults.image) if gpus else ("cpu-image", defaults.cpu_image))
+    if not section.explicit("MODELS_DIR"):
+        used["MODELS_DIR"] = ("models-dir", defaults.models_dir)
+    if not section.explicit("DOCKER_HOST"):
+        used["DOCKER_HOST"] = ("docker-host", defaults.docker_host)
+    return {key: origin.get(name, f"--bench-{name}") for key, (name, value) in used.items()
+            if value}
 
 
 @dataclass(frozen=True)

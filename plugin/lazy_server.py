@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -50,9 +51,13 @@ class LazyServer:
     lock_poll_s = POLL_S  # how often a waiting GPU lock is retried
 
     def __init__(self, profile: Profile, *, log_path: Path, run_id: str,
-                 client: Any | None = None, lock_dir: Path | None = None) -> None:
+                 client: Any | None = None, lock_dir: Path | None = None,
+                 latest_log: Path | None = None) -> None:
         self.profile = profile
         self.log_path = log_path
+        #: A symlink that is pointed at ``log_path`` when this server starts (the last
+        #: started server's log, easy to find).
+        self.latest_log = latest_log
         self.run_id = run_id
         self.client = client
         self.lock_dir = lock_dir or DEFAULT_LOCK_DIR
@@ -72,6 +77,7 @@ class LazyServer:
         if self._handle is None:
             try:
                 self._lock_gpus()
+                self._point_latest_log()
                 self._handle = self._stack.enter_context(self._start())
             except BaseException as exc:
                 self._error = exc
@@ -96,6 +102,17 @@ class LazyServer:
         """The server's lifecycle (a context manager); the GPU locks are already held."""
         return llama_server(self.profile, log_path=self.log_path, run_id=self.run_id,
                             client=self.client)
+
+    def _point_latest_log(self) -> None:
+        if self.latest_log is None:
+            return
+        link = self.latest_log
+        temporary = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+        with contextlib.suppress(OSError):
+            link.parent.mkdir(parents=True, exist_ok=True)
+            temporary.unlink(missing_ok=True)
+            temporary.symlink_to(os.path.relpath(self.log_path, link.parent))
+            os.replace(temporary, link)
 
     def _lock_gpus(self) -> None:
         if self.profile.base_url or not self.profile.gpus:

@@ -10,6 +10,7 @@ import contextlib
 import fnmatch
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,7 @@ class BenchState:
 
             with history.opened(self.history_path) as conn:
                 flipped = history.flipped_tasks(conn, row["run_id"])
-            log = self.reports_dir / row["profile"] / "server.log"
+            log = server_log_path(self.reports_dir, row["profile"], self.run_id)
             tail = "\n".join(log.read_text(encoding="utf-8", errors="replace")
                              .splitlines()[-30:]) if log.exists() else ""
             report.extras = [*getattr(report, "extras", []),
@@ -236,13 +237,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             parser.addini(setting.ini, help=setting.help, type="bool", default=None)
 
 
-def _values(config: pytest.Config) -> dict[str, Any]:
-    values = {}
+def _values(config: pytest.Config) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every setting's value, and where each that is not a default came from."""
+    values, origins = {}, {}
     for setting in S.SETTINGS:
         cli = config.getoption(setting.dest)
         ini = config.getini(setting.ini) if not setting.flag or setting.flag_ini else None
         values[setting.name] = S.resolve(setting, cli, os.environ, ini)
-    return values
+        where = S.origin(setting, cli, os.environ, ini)
+        if where:
+            origins[setting.name] = where
+    return values, origins
 
 
 def _rooted(config: pytest.Config, value: str | None, default: str) -> Path:
@@ -252,12 +257,13 @@ def _rooted(config: pytest.Config, value: str | None, default: str) -> Path:
 
 def _load(config: pytest.Config) -> BenchState:
     try:
-        values = _values(config)
+        values, origins = _values(config)
         defaults = Defaults(models_dir=values["models-dir"], image=values["image"],
                             cpu_image=values["cpu-image"],
                             health_timeout=values["health-timeout"],
                             max_tokens=values["max-tokens"],
-                            docker_host=values["docker-host"], base_url=values["base-url"])
+                            docker_host=values["docker-host"], base_url=values["base-url"],
+                            origins=origins)
         conf = load_models_conf(_rooted(config, values["config"], "models.conf"), defaults)
         references = load_references(_rooted(config, values["references"],
                                              "reference-scores.json"))
@@ -390,7 +396,8 @@ def bench_state(request: pytest.FixtureRequest) -> BenchState:
 
 
 @pytest.fixture(scope="session")
-def llama_server(bench_profile: Profile, bench_state: BenchState) -> Iterator[Any]:
+def llama_server(bench_profile: Profile, bench_state: BenchState,
+                 request: pytest.FixtureRequest) -> Iterator[Any]:
     """The profile's llama-server, started on first use (a LazyServer).
 
     A missing model file skips the profile's tests (with the fix in the reason), or errors
@@ -400,7 +407,7 @@ def llama_server(bench_profile: Profile, bench_state: BenchState) -> Iterator[An
     already stored under the run's fingerprint, the server is never started.
     """
     from plugin.lazy_server import DEFAULT_LOCK_DIR, LazyServer
-    from plugin.server import docker_client, engine_host, remote_hostname
+    from plugin.server import docker_client, engine_host, ensure_image, remote_hostname
 
     local = not remote_hostname(engine_host(bench_profile))  # remote: files are over there
     if not bench_profile.base_url and local and not bench_profile.model_path.exists():
@@ -409,11 +416,19 @@ def llama_server(bench_profile: Profile, bench_state: BenchState) -> Iterator[An
                         "/ BENCH_STRICT / CI=true]", pytrace=False)
         pytest.skip(missing_model_reason(bench_profile))
     client = None
+    profile = bench_profile
     if not bench_profile.base_url:
         client = docker_client(bench_profile.docker_host)
+        try:  # the image the fingerprint and the container use: fallback or pull
+            profile = ensure_image(client, bench_profile, say=_say(request.config))
+        except BaseException:
+            client.close()
+            raise
     lock_dir = bench_state.values["lock-dir"]
-    server = LazyServer(bench_profile, run_id=bench_state.run_id, client=client,
-                        log_path=bench_state.reports_dir / bench_profile.name / "server.log",
+    server = LazyServer(profile, run_id=bench_state.run_id, client=client,
+                        log_path=server_log_path(bench_state.reports_dir, bench_profile.name,
+                                                 bench_state.run_id),
+                        latest_log=bench_state.reports_dir / bench_profile.name / "server.log",
                         lock_dir=Path(lock_dir) if lock_dir else DEFAULT_LOCK_DIR)
     try:
         yield server
@@ -421,6 +436,12 @@ def llama_server(bench_profile: Profile, bench_state: BenchState) -> Iterator[An
         server.close()
         if client is not None:
             client.close()
+
+
+def server_log_path(reports_dir: Path, profile: str, run_id: str) -> Path:
+    """This run's server log of the profile; ``<profile>/server.log`` links to the last."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+    return reports_dir / profile / "logs" / f"server-{safe}.log"
 
 
 def missing_model_reason(profile: Profile) -> str:
@@ -508,6 +529,20 @@ def bench_reference(bench_profile: Profile, bench_state: BenchState,
 
 class BenchInfraError(Exception):
     """Infrastructure failure during a run (server gone, sandbox failed): a test error."""
+
+
+def _say(config: pytest.Config) -> Callable[[str], None]:
+    """A line on the terminal now (not captured), or nowhere under -q or in xdist workers."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def say(line: str) -> None:
+        if reporter is None:
+            return
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            reporter.write_line(line)
+
+    return say
 
 
 def _progress_printer(config: pytest.Config, profile: str) -> Callable[[Any, Any], None] | None:

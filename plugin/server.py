@@ -17,6 +17,7 @@ No pytest here: the plugin's fixture is a thin ``with llama_server(...) as handl
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import signal
@@ -26,7 +27,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from types import FrameType
 from typing import Any, cast
@@ -56,9 +57,13 @@ LABEL_ROLE = "bench.role"
 ROLE_SERVER = "server"
 
 CONTAINER_PORT = 8080
-API_KEY_VARIABLE = "LLAMA_API_KEY"  # llama-server reads --api-key from it
+API_KEY_VARIABLE = "LLAMA_API_KEY"  # llama-server reads --api-key from it (not used)
+API_KEY_FILE = "/run/llama-bench/api-key"  # in the container, for --api-key-file
 REDACTED = "***"
 MODELS_MOUNT = "/models"
+# A BASE_URL server that refuses connections this long is not starting, it is not there
+# (a loading llama-server already accepts connections and answers 503).
+EXTERNAL_REFUSED_LIMIT_S = 30.0
 STOP_TIMEOUT_S = 5
 LOG_TAIL_LINES = 40
 _TAIL_BYTES = 256 * 1024
@@ -108,6 +113,20 @@ class ContainerSpec:
     ports: Mapping[str, tuple[str, int | None]]
     labels: Mapping[str, str]
     name: str
+    #: Files copied into the created container before it starts (path -> bytes): the API
+    #: key, which then appears in no ``docker inspect`` field.
+    files: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values the server log must never show (redacted as it is written)."""
+        return (*(v for v in self.environment.values() if v),
+                *(c.decode().strip() for c in self.files.values() if c.strip()))
+
+    @property
+    def api_key(self) -> str | None:
+        content = self.files.get(API_KEY_FILE)
+        return content.decode().strip() if content else None
 
     def run_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``client.containers.run`` (or ``.create``)."""
@@ -153,18 +172,37 @@ def build_container_spec(profile: Profile, *, run_id: str,
         device_requests=device_requests(profile.gpus),
         mounts=(Mount(target=MODELS_MOUNT, source=str(mount_source), type="bind",
                       read_only=True),),
-        environment=server_environment(profile),
+        environment={},
         ports={f"{container_port}/tcp": (publish_on, None)},
         labels=harness_labels(run_id=run_id, role=ROLE_SERVER, profile=profile.name),
         name=container_name(profile, run_id),
+        files=server_files(profile),
     )
 
 
-def server_environment(profile: Profile) -> dict[str, str]:
-    """LLAMA_API_KEY (llama-server's --api-key) when the profile has API_KEY_ENV: the key
-    travels in the container's environment, never on its command line or in a log."""
+def server_files(profile: Profile) -> dict[str, bytes]:
+    """The API key file when the profile has API_KEY_ENV: llama-server reads it with
+    ``--api-key-file``; the key is in no environment variable, argument or label (so not
+    in ``docker inspect``) and in no log. It is copied into the created container rather
+    than bind-mounted: a mount names a path on the engine's host, which for a remote
+    engine (DOCKER_HOST=ssh://...) is not this machine."""
     key = profile.api_key()
-    return {API_KEY_VARIABLE: key} if key else {}
+    return {API_KEY_FILE: f"{key}\n".encode()} if key else {}
+
+
+def _tar(files: Mapping[str, bytes]) -> bytes:
+    """A tar of ``files`` (absolute container paths) for put_archive; mode 0444, as the
+    image may run llama-server as any user."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path, content in files.items():
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode, info.mtime = len(content), 0o444, int(time.time())
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
 
 
 def model_mount(profile: Profile) -> tuple[Path, PurePosixPath]:
@@ -192,6 +230,8 @@ def server_command(profile: Profile, model: PurePosixPath,
     if profile.fit:
         args += ["-fit", profile.fit]
     args += ["--host", "0.0.0.0", "--port", str(container_port)]
+    if profile.api_key_env:
+        args += ["--api-key-file", API_KEY_FILE]
     return (*args, *profile.extra_args)
 
 
@@ -388,6 +428,7 @@ class _Poll:
     attempts: int
     seen: str
     exited: _Exit | None = None
+    refused_s: float = 0.0  # how long the last run of refused connections lasted
 
 
 def _probe(http: httpx.Client, base_url: str, timeout: float,
@@ -408,19 +449,27 @@ def _probe(http: httpx.Client, base_url: str, timeout: float,
 def _poll_health(base_url: str, *, timeout: float, poll_interval: float,
                  exited: Callable[[], _Exit | None], trust_env: bool = False,
                  fallback: str | None = None, headers: Mapping[str, str] | None = None,
-                 ) -> _Poll:
-    """Poll until 200, the container exits, or ``timeout`` seconds pass."""
+                 refused_limit_s: float | None = None) -> _Poll:
+    """Poll until 200, the container exits, ``timeout`` seconds pass, or (with
+    ``refused_limit_s``) connections have been refused that long in a row."""
     start = time.monotonic()
     delay = min(0.05, poll_interval)
     attempts = 0
+    refused_since: float | None = None
     with httpx.Client(trust_env=trust_env, headers=dict(headers or {})) as http:
         while True:
             remaining = timeout - (time.monotonic() - start)
             probe = _probe(http, base_url, min(5.0, max(0.1, remaining)), fallback)
             attempts += 1
-            elapsed = time.monotonic() - start
+            now = time.monotonic()
+            elapsed = now - start
             if probe.healthy:
                 return _Poll(True, elapsed, attempts, probe.seen)
+            refused = probe.seen.startswith("ConnectError")
+            refused_since = (refused_since or now) if refused else None
+            refused_s = now - refused_since if refused_since is not None else 0.0
+            if refused_limit_s is not None and refused_s >= refused_limit_s:
+                return _Poll(False, elapsed, attempts, probe.seen, refused_s=refused_s)
             gone = exited()
             if gone is not None or elapsed >= timeout:
                 return _Poll(False, elapsed, attempts, probe.seen, gone)
@@ -614,37 +663,69 @@ def _owner_alive(pid_label: str | None) -> bool:
 
 
 class _LogPump(threading.Thread):
-    """Follow the container's output into ``path`` so the log survives a crash of ours."""
+    """Follow the container's output into ``path`` so the log survives a crash of ours;
+    across a restart of the container (``docker restart``, a restart policy) too."""
 
     #: A line longer than this is written in pieces (a secret cut in two may then show).
     MAX_PENDING = 64 * 1024
+    #: After its output ends, the container is watched this long for a restart.
+    RESTART_WAIT_S = 30.0
 
     def __init__(self, container: Any, path: Path, secrets: Iterable[str] = ()) -> None:
         super().__init__(name=f"log-{container.name}", daemon=True)
         self.container = container
         self.path = path
         self.secrets = tuple(s for s in secrets if s)
+        self.stopping = threading.Event()  # set by the teardown: no restart to wait for
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"")
 
     def run(self) -> None:
-        pending = b""  # whole lines are redacted, so a secret split by chunking still goes
+        since: float | None = None
         with self.path.open("ab") as fh:
-            try:
-                for chunk in self.container.logs(stream=True, follow=True):
-                    pending += chunk
-                    cut = pending.rfind(b"\n") + 1
-                    if not cut and len(pending) > self.MAX_PENDING:
-                        cut = len(pending)
-                    if cut:
-                        fh.write(redact(pending[:cut], self.secrets))
-                        fh.flush()
-                        pending = pending[cut:]
-            except Exception as exc:  # the stream breaks when the container goes away
-                fh.write(redact(pending, self.secrets))
-                pending = b""
-                fh.write(f"\n[log stream ended: {type(exc).__name__}: {exc}]\n".encode())
+            while True:
+                ended = self._follow(fh, since)
+                if self.stopping.is_set() or not self._restarted():
+                    return
+                fh.write(b"[container restarted: its log goes on]\n")
+                fh.flush()
+                since = ended
+
+    def _follow(self, fh: Any, since: float | None) -> float:
+        """Copy the output until it ends; the time it ended (the next ``since``)."""
+        pending = b""  # whole lines are redacted, so a secret split by chunking still goes
+        kwargs = {"since": since} if since is not None else {}
+        try:
+            for chunk in self.container.logs(stream=True, follow=True, **kwargs):
+                pending += chunk
+                cut = pending.rfind(b"\n") + 1
+                if not cut and len(pending) > self.MAX_PENDING:
+                    cut = len(pending)
+                if cut:
+                    fh.write(redact(pending[:cut], self.secrets))
+                    fh.flush()
+                    pending = pending[cut:]
+        except Exception as exc:  # the stream breaks when the container goes away
             fh.write(redact(pending, self.secrets))
+            pending = b""
+            if not self.stopping.is_set():
+                fh.write(f"\n[log stream ended: {type(exc).__name__}: {exc}]\n".encode())
+        fh.write(redact(pending, self.secrets))
+        fh.flush()
+        return time.time()
+
+    def _restarted(self) -> bool:
+        """Whether the container runs again within RESTART_WAIT_S (False once removed)."""
+        deadline = time.monotonic() + self.RESTART_WAIT_S
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            try:
+                self.container.reload()
+            except Exception:  # removed, or the engine is gone: nothing more to follow
+                return False
+            if self.container.status == "running":
+                return True
+            self.stopping.wait(0.2)
+        return False
 
 
 # --------------------------------------------------------------------------- lifecycle
@@ -680,7 +761,7 @@ def llama_server(profile: Profile, *, log_path: Path, run_id: str,
         handle: ServerHandle | None = None
         try:
             _start(container, profile, spec)
-            pump = _LogPump(container, log_path, secrets=spec.environment.values())
+            pump = _LogPump(container, log_path, secrets=spec.secrets)
             pump.start()
             handle = _wait_ready(profile, spec, client, container, log_path,
                                  timeout=timeout, poll_interval=poll_interval)
@@ -695,10 +776,83 @@ def llama_server(profile: Profile, *, log_path: Path, run_id: str,
 def _teardown(client: DockerClient, container_id: str, name: str,
               pump: _LogPump | None, *, graceful: bool) -> None:
     """Stop (a server that was healthy: gracefully) and remove; idempotent."""
+    if pump is not None:
+        pump.stopping.set()
     if _remove_container(client, container_id, name, graceful=graceful):
         _unregister(container_id)  # else cleanup_all retries at exit
     if pump is not None:
         pump.join(timeout=2.0)
+
+
+DEFAULT_CPU_IMAGE = "ghcr.io/ggml-org/llama.cpp:server"
+LOCAL_CPU_IMAGE = "local/llama.cpp:server"  # built by docker/llama-server/build-debian.sh
+_said: set[tuple[str, str]] = set()
+
+
+def ensure_image(client: DockerClient, profile: Profile,
+                 say: Callable[[str], None] = lambda _line: None) -> Profile:
+    """The profile, with an image that is on the engine: already there; for the stock CPU
+    image (not chosen on the command line or in the environment), the locally built
+    ``local/llama.cpp:server`` when that is there (said once per engine); else pulled
+    through the engine, progress through ``say``. Raises ImageMissingError with both
+    fixes when the pull fails."""
+    if _has_image(client, profile.image):
+        return profile
+    if (not profile.gpus and profile.image == DEFAULT_CPU_IMAGE
+            and "CPU_IMAGE" not in profile.overrides and _has_image(client, LOCAL_CPU_IMAGE)):
+        key = (engine_url_of(client), profile.image)
+        if key not in _said:
+            _said.add(key)
+            say(f"llama-bench: {DEFAULT_CPU_IMAGE} is not on the Docker engine; CPU profiles "
+                f"use the locally built {LOCAL_CPU_IMAGE} (pass --bench-cpu-image to choose)")
+        return replace(profile, image=LOCAL_CPU_IMAGE)
+    key_name = "IMAGE" if profile.gpus else "CPU_IMAGE"
+    try:
+        _pull(client, profile.image, say)
+    except (APIError, DockerException, OSError) as exc:
+        raise ImageMissingError(
+            f"image {profile.image} is not on the Docker engine and could not be pulled "
+            f"({_first_line(exc)}); profile [{profile.name}], {key_name} from "
+            f"{profile.where(key_name)}\n"
+            f"  fix: make the registry reachable (docker login) and run "
+            f"docker pull {profile.image}, or build the CPU image from Debian packages "
+            f"(make images) and pass --bench-cpu-image {LOCAL_CPU_IMAGE}") from None
+    return profile
+
+
+def _has_image(client: DockerClient, image: str) -> bool:
+    try:
+        client.images.get(image)
+    except ImageNotFound:
+        return False
+    return True
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "explanation", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _pull(client: DockerClient, image: str, say: Callable[[str], None]) -> None:
+    """``docker pull`` through the SDK; one progress line per layer state change."""
+    repository, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] \
+        else (image, "", "latest")
+    say(f"llama-bench: pulling {image}")
+    seen: dict[str, str] = {}
+    for event in client.api.pull(repository, tag=tag or "latest", stream=True, decode=True):
+        if "error" in event:
+            raise APIError(str(event["error"]))
+        layer, status = str(event.get("id", "")), str(event.get("status", ""))
+        if layer and status and seen.get(layer) != status and "ing" not in status[-3:]:
+            seen[layer] = status
+            say(f"llama-bench: {image}: {layer} {status}")
+    if not _has_image(client, image):
+        raise APIError(f"the pull of {image} ended without the image")
+    say(f"llama-bench: pulled {image}")
+
+
+def engine_url_of(client: DockerClient) -> str:
+    return str(getattr(getattr(client, "api", None), "base_url", "") or "")
 
 
 def _require_image(client: DockerClient, profile: Profile) -> None:
@@ -708,7 +862,7 @@ def _require_image(client: DockerClient, profile: Profile) -> None:
         key = "IMAGE" if profile.gpus else "CPU_IMAGE"
         raise ImageMissingError(
             f"image {profile.image} not found on the Docker engine (profile "
-            f"[{profile.name}], {key} at {profile.where(key)})\n"
+            f"[{profile.name}], {key} from {profile.where(key)})\n"
             f"  fix: docker pull {profile.image}, or build the local CPU image with "
             "docker/llama-server/build-debian.sh and pass --bench-cpu-image / --bench-image"
         ) from None
@@ -731,7 +885,7 @@ def _create_registered(client: DockerClient, spec: ContainerSpec) -> Any:
 
 def _create(client: DockerClient, spec: ContainerSpec) -> Any:
     try:
-        return client.containers.create(**spec.run_kwargs())
+        container = client.containers.create(**spec.run_kwargs())
     except APIError as exc:
         if exc.status_code == 409:
             raise ServerStartError(
@@ -740,6 +894,16 @@ def _create(client: DockerClient, spec: ContainerSpec) -> Any:
                 f"with: docker rm -f {spec.name}") from None
         raise ServerStartError(f"Docker refused to create {spec.name} (image {spec.image}): "
                                f"{exc.explanation}") from None
+    if spec.files:
+        try:
+            if not container.put_archive("/", _tar(spec.files)):
+                raise APIError("put_archive answered false")
+        except (APIError, DockerException) as exc:
+            with contextlib.suppress(DockerException):
+                container.remove(force=True)
+            raise ServerStartError(f"could not copy the API key file into {spec.name}: "
+                                   f"{_first_line(exc)}") from None
+    return container
 
 
 def _start(container: Any, profile: Profile, spec: ContainerSpec) -> None:
@@ -759,7 +923,7 @@ def _wait_ready(profile: Profile, spec: ContainerSpec, client: DockerClient,
                 container: Any, log_path: Path, *, timeout: float,
                 poll_interval: float) -> ServerHandle:
     started = time.monotonic()
-    api_key = spec.environment.get(API_KEY_VARIABLE)
+    api_key = spec.api_key
     info = client.api.inspect_container(container.id)
     base_url = _base_url(profile, info)
     if base_url is None:  # no port binding: the container is already gone
@@ -824,7 +988,7 @@ def _start_error(profile: Profile, spec: ContainerSpec, client: DockerClient,
                f"({profile.where('HEALTH_TIMEOUT')}) or --bench-health-timeout; otherwise "
                "read the log lines above")
     tail = _container_log_tail(client, container_id, log_path,
-                               secrets=spec.environment.values())
+                               secrets=spec.secrets)
     return ServerStartError(
         f"{what} (profile [{profile.name}], {profile.where()})\n"
         f"  polled: GET {url} every <= {poll_interval:g} s, {result.attempts} attempts in "
@@ -865,7 +1029,13 @@ def _external_handle(profile: Profile, *, log_path: Path, health_timeout: float,
     headers = auth_headers(api_key)
     result = _poll_health(base_url, timeout=health_timeout, poll_interval=poll_interval,
                           exited=lambda: None, trust_env=True, fallback="/v1/models",
-                          headers=headers)
+                          headers=headers, refused_limit_s=EXTERNAL_REFUSED_LIMIT_S)
+    if result.refused_s >= EXTERNAL_REFUSED_LIMIT_S:
+        raise ServerStartError(
+            f"external server {base_url} refused every connection for "
+            f"{result.refused_s:.0f} s ({result.attempts} attempts; last: {result.seen}): "
+            f"nothing listens there\n  fix: start the server, or correct BASE_URL "
+            f"({profile.where('BASE_URL')})")
     if not result.healthy:
         raise ServerStartError(
             f"external server {base_url} did not answer GET {base_url}/health (or /v1/models) "

@@ -143,6 +143,18 @@ def resolve(setting: Setting, cli_value: Any, environ: Mapping[str, str],
     return setting.default
 
 
+def origin(setting: Setting, cli_value: Any, environ: Mapping[str, str],
+           ini_value: Any) -> str | None:
+    """Where :func:`resolve` takes the value from, for error messages: ``command line
+    --bench-x``, ``environment BENCH_X`` or ``ini key bench_x``; None for the default."""
+    for where, raw in ((f"command line {setting.option}", cli_value),
+                       (f"environment {setting.env}", environ.get(setting.env)),
+                       (f"ini key {setting.ini}", ini_value)):
+        if not (raw is None or raw == "" or raw == []):
+            return where
+    return None
+
+
 def _convert(setting: Setting, raw: Any, origin: str) -> Any:
     try:
         value = setting.kind(raw) if isinstance(raw, str) else raw

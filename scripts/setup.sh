@@ -2,7 +2,9 @@
 # Prepare this machine to run the tests and benchmarks; safe to run again and again.
 #
 # Steps (each prints one line and is skipped when already done):
-#   1. apt      install docker.io, debootstrap, chromium (and python3-venv, make) when missing
+#   1. apt      install docker.io, debootstrap (and python3-venv, make) when missing; for
+#               the test suite (BENCH_TEST_TOOLS=1, set by `make test`) also chromium and
+#               docker-registry
 #   2. docker   start dockerd in the background when the engine does not answer
 #   3. venv     .venv with `pip install -e '.[dev]'` (again when pyproject.toml changes)
 #   4. images   local/llama.cpp:server and local/bench-sandbox:latest from Debian packages
@@ -10,6 +12,8 @@
 #
 # Environment knobs:
 #   BENCH_SKIP_APT=1      never call apt-get (fail with a hint instead)
+#   BENCH_TEST_TOOLS=1    also the tools only the test suite uses (chromium renders
+#                         report.html; docker-registry serves images on loopback)
 #   BENCH_SKIP_DOCKER=1   do not start dockerd (implies BENCH_SKIP_IMAGES=1)
 #   BENCH_SKIP_IMAGES=1   do not build Docker images
 #   BENCH_SKIP_VENV=1     do not create/update .venv (BENCH_PYTHON must have the deps)
@@ -49,14 +53,18 @@ missing=()
 have dockerd || missing+=(docker.io)
 have debootstrap || missing+=(debootstrap)
 have make || missing+=(make)
-have chromium || missing+=(chromium)  # tests/test_report_browser.py renders report.html
+if flag BENCH_TEST_TOOLS; then
+    have chromium || missing+=(chromium)  # tests/test_gate_canary.py renders report.html
+    have docker-registry || missing+=(docker-registry)  # tests/test_images.py pulls from it
+fi
 if ! flag BENCH_SKIP_VENV && ! python_ok; then
     [[ "$BASE_PYTHON" == python3 ]] || die "$BASE_PYTHON is not Python >= 3.10 with venv"
     missing+=(python3 python3-venv python3-pip)
 fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-    log "apt: docker.io, debootstrap, make, chromium, python3-venv present (skipped)"
+    log "apt: docker.io, debootstrap, make, python3-venv$(flag BENCH_TEST_TOOLS \
+        && echo ', chromium, docker-registry') present (skipped)"
 else
     hint="install as root: apt-get update && apt-get install -y ${missing[*]}"
     flag BENCH_SKIP_APT && die "missing ${missing[*]} and BENCH_SKIP_APT=1; $hint"

@@ -178,6 +178,14 @@ def test_a_restarted_container_is_followed_to_its_new_port(server: ServerHandle,
     assert len(results) == 10
     assert any(c.attempts > 1 for c in results.values()), "no request needed a retry"
     assert len(CompletionStore(tmp_path / "c.jsonl").load("fp")) == 10
+    # the server log follows the container across the restart: both starts are in it
+    log = server.log_path
+    deadline = time.monotonic() + 60
+    while log.read_text().count("listening on") < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    text = log.read_text()
+    assert text.count("listening on") == 2, text[-3000:]
+    assert "[container restarted: its log goes on]" in text
 
 
 # --------------------------------------------------------------------------- fault proxy

@@ -1,7 +1,8 @@
 """An API key for llama-server (``--api-key``), end to end, never written anywhere.
 
-The profile names an environment variable (API_KEY_ENV); the container gets the key as
-LLAMA_API_KEY (llama-server's ``--api-key``), every request of the harness sends it, and
+The profile names an environment variable (API_KEY_ENV); the key is copied into the
+created container as a file that llama-server reads with ``--api-key-file`` (so
+``docker inspect`` shows it nowhere), every request of the harness sends it, and
 no file the run writes (server log, completions, verdicts, summaries, HTML/Markdown/JUnit
 reports, the history database) nor the terminal output contains it: the test greps them.
 """
@@ -21,7 +22,7 @@ import pytest
 
 from plugin.config import Defaults, load_models_conf
 from plugin.errors import ConfigError
-from plugin.server import build_container_spec, llama_server
+from plugin.server import API_KEY_FILE, build_container_spec, llama_server
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("LLAMA_IMAGE", "local/llama.cpp:server")
@@ -39,16 +40,18 @@ def _conf(tmp: Path, extra: str = "") -> Path:
     return conf
 
 
-def test_the_key_goes_to_the_environment_not_the_command_line(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch
-                                                              ) -> None:
+def test_the_key_goes_to_a_file_not_the_environment_or_the_command_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     key = "sk-" + secrets.token_hex(16)
     monkeypatch.setenv(VARIABLE, key)
     profile = load_models_conf(_conf(tmp_path)).profiles["bench-smoke"]
     assert profile.api_key_env == VARIABLE
     spec = build_container_spec(profile, run_id="r")
-    assert spec.environment == {"LLAMA_API_KEY": key}
+    assert spec.environment == {}
+    assert spec.files == {API_KEY_FILE: f"{key}\n".encode()}
+    assert spec.command[spec.command.index("--api-key-file") + 1] == API_KEY_FILE
     assert key not in " ".join(spec.command)
+    assert key not in json.dumps(spec.run_kwargs(), default=str)
     assert key not in repr(spec)
     assert key not in repr(profile)
 
@@ -99,6 +102,11 @@ def test_the_server_enforces_the_key_and_the_harness_sends_it(
         assert handle.is_alive()
         assert handle.is_running()
         assert key not in repr(handle)
+        # nothing docker inspect shows holds the key: not the environment, the command,
+        # the labels, the mounts
+        inspected = handle.client.api.inspect_container(handle.container_id)
+        assert key not in json.dumps(inspected)
+        assert f"--api-key-file {API_KEY_FILE}" in " ".join(inspected["Args"])
     assert key not in log.read_text(errors="replace")
 
 
