@@ -83,3 +83,26 @@ def server_loading(client: DockerClient, run_id: str) -> bool:
             continue
         return answer.status_code == 503
     return False
+
+
+def pause(client: DockerClient, container_ids: list[str], attempts: int = 50) -> list[str]:
+    """``docker pause`` each container (a hung server or sandbox); their ids.
+
+    On cgroup v1 runc freezes a container by writing FROZEN and polling the freezer's
+    state; on a machine whose cores are all busy the tasks may not all reach the
+    refrigerator in time and runc gives up with "unable to freeze" (thawing them again,
+    seen here under a CPU hog). The container is then still running: try again.
+    """
+    from docker.errors import APIError
+
+    assert container_ids
+    for container_id in container_ids:
+        for attempt in range(1, attempts + 1):
+            try:
+                client.api.pause(container_id)
+                break
+            except APIError as exc:
+                if "unable to freeze" not in str(exc) or attempt == attempts:
+                    raise
+                time.sleep(0.1)
+    return container_ids

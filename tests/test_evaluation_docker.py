@@ -873,8 +873,7 @@ def test_interrupted_cli_leaves_no_container_and_resumes(docker_client: Any,
 
     sandbox = support.wait_until(evaluating, "the first verdicts", proc, timeout=600,
                                  poll_s=0.02)
-    for container_id in sandbox:
-        docker_client.api.pause(container_id)
+    support.pause(docker_client, sandbox)
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

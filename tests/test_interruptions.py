@@ -30,12 +30,15 @@ and a 300 s hang watchdog, is far longer): no case relies on the machine being s
   clash); it sends every request, as nothing was stored.
 * generation: seen when the first answer is in completions.jsonl. The server's container
   is then paused (``docker pause``, a hung server): the requests in flight wait, no
-  further answer comes. The run has 40 tasks at up to 96 tokens, one slot: the pause
-  lands in a few tens of milliseconds, the remaining 39 answers take seconds.
+  further answer comes. The run has 60 tasks at up to 128 tokens, one slot: the pause
+  lands in a few tens of milliseconds (a freeze that runc gives up on under load is
+  tried again, ``support.pause``), the remaining 59 answers take seconds.
 * evaluation: every task but the last already has its stored answer (the first
   evaluation case stores them with a plain run), so the run starts the server, asks for
-  the last answer and evaluates. Seen: the run's sandbox container and its first
-  verdicts in verdicts.jsonl. The sandbox is then paused: no further verdict comes.
+  the last answer and evaluates. The stored answers are programs that sleep
+  ``JUDGE_SLEEP_S`` as they load, so judging them lasts seconds on any machine. Seen: the
+  run's sandbox container and its first verdicts in verdicts.jsonl. The sandbox is then
+  paused: no further verdict comes.
 
 SIGINT and SIGTERM are sent while the phase is held; pytest-timeout gets a ``--timeout``
 longer than the time the phase takes to be reached (asserted: the phase was seen before
@@ -85,7 +88,7 @@ PROFILE = "bench-int"
 MODEL = "model.gguf"
 RESULTS = Path("reports") / PROFILE / "humaneval"
 JOURNALS = ("completions.jsonl", "verdicts.jsonl")
-JUDGE_SLEEP_S = 0.25  # each stored answer's program sleeps this long as it is loaded
+JUDGE_SLEEP_S = 0.5  # each stored answer's program sleeps this long as it is loaded
 # A hang guard, not a speed target: removal takes 0.2-0.5 s idle (the FIGURES lines); the
 # reaper runs at nice 10, so under a CPU hog it gets a small share of a core.
 REAPER_BOUND_S = 60.0
@@ -103,7 +106,7 @@ class Phase:
 
 PHASES = {
     "startup": Phase("startup", tasks=3, max_tokens=16, timeout_s=20.0),
-    "generation": Phase("generation", tasks=40, max_tokens=96, timeout_s=20.0),
+    "generation": Phase("generation", tasks=60, max_tokens=128, timeout_s=20.0),
     "evaluation": Phase("evaluation", tasks=40, max_tokens=16, timeout_s=30.0),
 }
 SIGNALS = ("SIGINT", "SIGTERM", "timeout")
@@ -249,14 +252,6 @@ def sandbox_of(client: DockerClient, pid: int) -> list[str]:
         "bench.role=sandbox", "bench.purpose=evaluate", f"{server.LABEL_OWNER_PID}={pid}"]})]
 
 
-def pause(client: DockerClient, container_ids: list[str]) -> list[str]:
-    """Freeze the containers (``docker pause``: a hung server or sandbox); their ids."""
-    assert container_ids
-    for container_id in container_ids:
-        client.api.pause(container_id)
-    return container_ids
-
-
 def check_results_whole(reports: Path) -> int:
     """Fail on any result file that is not whole; the number of journal lines cut short
     (tolerated as the last line of a journal only)."""
@@ -324,12 +319,12 @@ def hold_phase(bench: Bench, client: DockerClient, proc: subprocess.Popen[str],
                    proc)
     elif phase.name == "generation":
         wait_until(lambda: bench.valid("completions.jsonl") >= 1, "the first answer", proc)
-        pause(client, [entry["Id"] for entry in client.api.containers(
+        support.pause(client, [entry["Id"] for entry in client.api.containers(
             filters={"label": f"bench.run_id={bench.run_id}"})])
     else:
         sandbox = wait_until(lambda: bench.valid("verdicts.jsonl") >= 1
                              and sandbox_of(client, proc.pid), "the first verdicts", proc)
-        pause(client, sandbox)
+        support.pause(client, sandbox)
     return time.monotonic() - started
 
 
