@@ -142,7 +142,8 @@ def test_the_gate_job_fails_when_a_selected_profile_has_no_model(
         tmp_path: Path, first_job: dict[str, Job]) -> None:
     work = project_copy(tmp_path)
     if "job" in first_job:  # the canary's answers and verdicts: the step only re-reads them
-        shutil.copytree(first_job["job"].workdir / "reports", work / "reports")
+        shutil.copytree(first_job["job"].workdir / "reports", work / "reports",
+                        dirs_exist_ok=True)  # the checkout has reports/.gitkeep
         (work / "reports" / "history.sqlite").unlink(missing_ok=True)
     job = run_job(work, tmp_path, f"{CANARY_ONLY} or bench-gpt-oss-120b")
     assert not job.passed, job.log
