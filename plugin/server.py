@@ -800,7 +800,7 @@ def ensure_image(client: DockerClient, profile: Profile,
         return profile
     if (not profile.gpus and profile.image == DEFAULT_CPU_IMAGE
             and "CPU_IMAGE" not in profile.overrides and _has_image(client, LOCAL_CPU_IMAGE)):
-        key = (engine_url_of(client), profile.image)
+        key = (reaper.engine_url(client) or "", profile.image)
         if key not in _said:
             _said.add(key)
             say(f"llama-bench: {DEFAULT_CPU_IMAGE} is not on the Docker engine; CPU profiles "
@@ -849,10 +849,6 @@ def _pull(client: DockerClient, image: str, say: Callable[[str], None]) -> None:
     if not _has_image(client, image):
         raise APIError(f"the pull of {image} ended without the image")
     say(f"llama-bench: pulled {image}")
-
-
-def engine_url_of(client: DockerClient) -> str:
-    return str(getattr(getattr(client, "api", None), "base_url", "") or "")
 
 
 def _require_image(client: DockerClient, profile: Profile) -> None:
