@@ -197,8 +197,8 @@ def split_extra_args(text: str) -> tuple[str, ...]:
     return tuple(lexer)
 
 
-def infer_gpus(extra_args: tuple[str, ...]) -> tuple[str, ...]:
-    """GPU ids named by ``-ot ...=CUDAn`` overrides, in order of first appearance."""
+def cuda_indices(extra_args: tuple[str, ...]) -> tuple[str, ...]:
+    """CUDA device indices named by ``-ot ...=CUDAn`` overrides, in order of appearance."""
     found: list[str] = []
     for i, arg in enumerate(extra_args):
         value = None
@@ -210,6 +210,14 @@ def infer_gpus(extra_args: tuple[str, ...]) -> tuple[str, ...]:
             if gpu not in found:
                 found.append(gpu)
     return tuple(found)
+
+
+def infer_gpus(extra_args: tuple[str, ...]) -> tuple[str, ...]:
+    """The GPUs to expose for ``-ot ...=CUDAn`` overrides: 0..max(n). Inside the container
+    CUDAn is the n-th GPU it sees, so naming CUDA1 needs two GPUs even when no override
+    names CUDA0 (and the host's GPU n stays CUDAn)."""
+    indices = [int(i) for i in cuda_indices(extra_args)]
+    return tuple(str(i) for i in range(max(indices) + 1)) if indices else ()
 
 
 def guess_quant(model: str) -> str:

@@ -38,6 +38,10 @@ class ImageMissingError(ServerStartError):
     """The llama-server image is not on the Docker engine (no implicit pull)."""
 
 
+class GpuUnavailableError(ServerStartError):
+    """A GPU profile asks for GPUs the Docker engine cannot give (found before loading)."""
+
+
 class ServerDiedError(BenchError):
     """llama-server went away during a run: an infrastructure error, never a model failure."""
 

@@ -20,7 +20,7 @@ import pytest
 from plugin import report as html
 from plugin import settings as S
 from plugin.config import Defaults, ModelsConf, Profile, load_models_conf
-from plugin.errors import BenchError, ConfigError
+from plugin.errors import BenchError, ConfigError, ServerStartError
 from plugin.references import References, load_references
 
 RESULT_PROPERTY = "bench_result"
@@ -31,8 +31,10 @@ class BenchState:
     """Run-wide state, registered as a plugin under the name ``bench_state``."""
 
     def __init__(self, config: pytest.Config, values: dict[str, Any], conf: ModelsConf,
-                 references: References, run_id: str) -> None:
+                 references: References, run_id: str, *, inactive: bool = False) -> None:
         self.config = config
+        #: No models.conf here and none named: a folder that is no benchmark project.
+        self.inactive = inactive
         self.values = values
         self.conf = conf
         self.references = references
@@ -42,6 +44,8 @@ class BenchState:
         self.gates: dict[tuple[str, str], tuple[dict[str, Any], Any]] = {}  # key -> row, gate
         self.unscored: dict[tuple[str, str], dict[str, str]] = {}  # key -> why no score
         self.selected: int | None = None  # benchmark tests left after -k (None: not known)
+        #: id of an error shown in full -> (the error, kept alive; the test that showed it)
+        self.shown_errors: dict[int, tuple[BaseException, str]] = {}
         self.started = _utc_now()
 
     @property
@@ -82,6 +86,12 @@ class BenchState:
     def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Any:
         """Per-test extras for pytest-html: gate detail, flipped tasks, server log tail."""
         report = yield
+        error = call.excinfo.value if call.excinfo is not None else None
+        if isinstance(error, SHORT_ERRORS) and not report.skipped:
+            earlier = self.shown_errors.get(id(error))
+            report.longrepr = short_error(error, earlier and earlier[1])
+            if earlier is None:
+                self.shown_errors[id(error)] = (error, item.nodeid)
         if report.when == "setup" and not report.passed:
             unscored = _unscored_of(item, report, call)
             if unscored is not None:
@@ -264,14 +274,34 @@ def _load(config: pytest.Config) -> BenchState:
                             max_tokens=values["max-tokens"],
                             docker_host=values["docker-host"], base_url=values["base-url"],
                             origins=origins)
-        conf = load_models_conf(_rooted(config, values["config"], "models.conf"), defaults)
-        references = load_references(_rooted(config, values["references"],
-                                             "reference-scores.json"))
+        conf_path = _rooted(config, values["config"], "models.conf")
+        ref_path = (_rooted(config, values["references"], "") if values["references"]
+                    else _default_references(config, conf_path))
+        if "config" not in origins and not conf_path.exists():
+            # installed (pytest11) and run in a folder that is no benchmark project: inert
+            # until a test asks for a bench profile (pytest_generate_tests says why)
+            return BenchState(config, values, ModelsConf(conf_path, {}),
+                              References(ref_path, 5.0, {}, ()), _run_id(config),
+                              inactive=True)
+        conf = load_models_conf(conf_path, defaults)
+        references = load_references(ref_path)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
+    return BenchState(config, values, conf, references, _run_id(config))
+
+
+def _default_references(config: pytest.Config, conf_path: Path) -> Path:
+    """reference-scores.json beside models.conf, else in the rootdir (a models.conf kept
+    elsewhere, used with this project's references)."""
+    beside = conf_path.with_name("reference-scores.json")
+    rooted = config.rootpath / "reference-scores.json"
+    return rooted if not beside.exists() and rooted.exists() else beside
+
+
+def _run_id(config: pytest.Config) -> str:
     worker = getattr(config, "workerinput", None)
-    run_id = worker["bench_run_id"] if worker else os.environ.get("BENCH_RUN_ID") or _new_run_id()
-    return BenchState(config, values, conf, references, run_id)
+    return str(worker["bench_run_id"]) if worker else (
+        os.environ.get("BENCH_RUN_ID") or _new_run_id())
 
 
 def _utc_now() -> str:
@@ -300,6 +330,10 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 
 
 def _runs_bench_tests(config: pytest.Config) -> bool:
+    """This run benchmarks: it names the project's bench_tests/, or a models.conf (the
+    installed plugin, run from any folder with --bench-config)."""
+    if "config" in _values(config)[1]:
+        return True
     bench_dir = (config.rootpath / "bench_tests").resolve()
     for arg in config.args:
         path = Path(arg.split("::")[0])
@@ -338,11 +372,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Remove containers whose run died before its teardown (SIGKILL, the timeout
     ``thread`` method): once per run (xdist controller), silently without Docker."""
     config = session.config
-    if hasattr(config, "workerinput"):
+    state = state_of(config)
+    if hasattr(config, "workerinput") or state.inactive:
         return
     from plugin.server import reap_engines
 
-    state = state_of(config)
     hosts = [state.values["docker-host"]] + [p.docker_host for p in state.conf.bench_profiles
                                              if not p.base_url]
     reaped = reap_engines(hosts) + _reap_sandboxes()
@@ -381,7 +415,13 @@ def _selected_profiles(metafunc: pytest.Metafunc, conf: ModelsConf) -> list[Prof
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "bench_profile" not in metafunc.fixturenames:
         return
-    profiles = _selected_profiles(metafunc, state_of(metafunc.config).conf)
+    state = state_of(metafunc.config)
+    if state.inactive:
+        raise pytest.UsageError(
+            f"{metafunc.definition.nodeid} needs bench profiles, but there is no "
+            f"{state.conf.path}\n  fix: pass --bench-config PATH/models.conf (or set "
+            "BENCH_CONFIG, or ini bench_config)")
+    profiles = _selected_profiles(metafunc, state.conf)
     params = [pytest.param(p, id=p.name, marks=pytest.mark.xdist_group(p.name))
               for p in profiles]
     metafunc.parametrize("bench_profile", params, scope="session")
@@ -496,10 +536,10 @@ def bench_result(bench_profile: Profile, llama_server: Any, bench_state: BenchSt
         try:
             bench_state.results[key] = run_benchmark(
                 bench_profile, llama_server, bench_datasets(dataset), out_dir, options)
+        except ServerStartError:
+            raise  # says what it polled and quotes this start's log already
         except BenchError as exc:
-            raise BenchInfraError(
-                f"{exc}\n--- server log tail ({llama_server.log_path}) ---\n"
-                f"{llama_server.log_tail(30)}") from exc
+            raise BenchInfraError(_with_log_excerpt(str(exc), llama_server)) from exc
     result = bench_state.results[key]
     reference = bench_reference_for(bench_state, bench_profile, dataset)
     row, _outcome = bench_state.assess(key, result, reference)
@@ -529,6 +569,36 @@ def bench_reference(bench_profile: Profile, bench_state: BenchState,
 
 class BenchInfraError(Exception):
     """Infrastructure failure during a run (server gone, sandbox failed): a test error."""
+
+
+def _with_log_excerpt(message: str, server: Any) -> str:
+    """``message`` and the few lines of this run's server log that tell what happened."""
+    from plugin.server import log_excerpt
+
+    if getattr(server, "started", False) is False:
+        return message  # never started here: no log of this run to quote
+    excerpt = log_excerpt(server.log_tail(40))
+    lines = "\n".join(f"    | {line}" for line in excerpt.splitlines()) or "    | (empty)"
+    return f"{message}\n  server log tail ({server.log_path}):\n{lines}"
+
+
+#: Errors shown as their message only (they say what, where and the fix), not as a
+#: traceback through the fixtures.
+SHORT_ERRORS: tuple[type[BaseException], ...] = (BenchError, BenchInfraError)
+MAX_ERROR_LINES = 12
+
+
+def short_error(error: BaseException, earlier: str | None = None) -> str:
+    """``Type: message``, at most MAX_ERROR_LINES lines; ``earlier`` names the test that
+    already showed this very error (a profile's failed start is one error, not one per
+    test)."""
+    lines = str(error).strip().splitlines() or [""]
+    if earlier is not None:
+        return f"{type(error).__name__}: {lines[0]}\n  (the same error as {earlier}, above)"
+    if len(lines) > MAX_ERROR_LINES:
+        lines = [*lines[:MAX_ERROR_LINES - 1], f"  ... {len(lines) - MAX_ERROR_LINES + 1} "
+                 "more lines"]
+    return f"{type(error).__name__}: " + "\n".join(lines)
 
 
 def _say(config: pytest.Config) -> Callable[[str], None]:

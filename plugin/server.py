@@ -38,10 +38,11 @@ from docker.client import DockerClient  # submodule: ./docker/ shadows the SDK f
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Mount
 
-from plugin import reaper
+from plugin import gpus, reaper
 from plugin.config import Profile
 from plugin.errors import (
     DockerUnavailableError,
+    GpuUnavailableError,
     ImageMissingError,
     ModelFileMissingError,
     ServerStartError,
@@ -55,6 +56,7 @@ LABEL_OWNER_PID = "bench.owner_pid"
 LABEL_OWNER_HOST = "bench.owner_host"
 LABEL_ROLE = "bench.role"
 ROLE_SERVER = "server"
+ROLE_GPU_PROBE = "gpu-probe"  # plugin.gpus: lists /dev with the server's device requests
 
 CONTAINER_PORT = 8080
 API_KEY_VARIABLE = "LLAMA_API_KEY"  # llama-server reads --api-key from it (not used)
@@ -66,6 +68,7 @@ MODELS_MOUNT = "/models"
 EXTERNAL_REFUSED_LIMIT_S = 30.0
 STOP_TIMEOUT_S = 5
 LOG_TAIL_LINES = 40
+LOG_EXCERPT_LINES = 4  # log lines quoted in an error message
 _TAIL_BYTES = 256 * 1024
 _SHARD_RE = re.compile(r"^(?P<stem>.*)-(?P<index>\d{5})-of-(?P<total>\d{5})\.gguf$")
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -756,6 +759,7 @@ def llama_server(profile: Profile, *, log_path: Path, run_id: str,
     try:
         spec = build_container_spec(profile, run_id=run_id)
         _require_image(client, profile)
+        check_gpus(client, profile, spec, run_id=run_id)
         container = _create_registered(client, spec)
         pump: _LogPump | None = None
         handle: ServerHandle | None = None
@@ -862,6 +866,29 @@ def _require_image(client: DockerClient, profile: Profile) -> None:
             f"  fix: docker pull {profile.image}, or build the local CPU image with "
             "docker/llama-server/build-debian.sh and pass --bench-cpu-image / --bench-image"
         ) from None
+
+
+def check_gpus(client: DockerClient, profile: Profile, spec: ContainerSpec, *,
+               run_id: str) -> None:
+    """The GPU preflight (plugin.gpus): raise GpuUnavailableError, naming the profile, the
+    GPUs asked for, what the engine has and the fix, before the server container exists."""
+    if not spec.device_requests:
+        return
+    problem = gpus.judge(profile, None, None)  # the profile alone
+    engine = probe = None
+    if problem is None:
+        try:
+            info = client.info()
+        except (DockerException, OSError) as exc:
+            raise DockerUnavailableError(f"GET /info failed: {_first_line(exc)}") from None
+        engine = gpus.Engine.from_info(info, reaper.engine_url(client) or "(default)")
+        probe = gpus.run_probe(
+            client, profile, spec.device_requests,
+            labels=harness_labels(run_id=run_id, role=ROLE_GPU_PROBE, profile=profile.name),
+            name=f"{spec.name}-gpu-probe")
+        problem = gpus.judge(profile, engine, probe)
+    if problem is not None:
+        raise GpuUnavailableError(gpus.message(profile, engine, probe, problem))
 
 
 def _create_registered(client: DockerClient, spec: ContainerSpec) -> Any:
@@ -972,28 +999,40 @@ def _base_url(profile: Profile, info: Mapping[str, Any],
 def _start_error(profile: Profile, spec: ContainerSpec, client: DockerClient,
                  container_id: str, log_path: Path, *, url: str, timeout: float,
                  poll_interval: float, result: _Poll) -> ServerStartError:
-    """Say what was polled, for how long, what came back, and show the log tail."""
+    """Say what was polled, for how long, what came back, the log lines that tell why
+    (this start's own log), and the fix: about ten lines."""
     if result.exited is not None:
         what = (f"llama-server {result.exited.describe()} before /health answered 200 "
                 f"(after {result.elapsed_s:.1f} s)")
-        fix = (f"read the log lines above; check EXTRA_ARGS at {profile.where('EXTRA_ARGS')} "
+        fix = (f"see the log lines above; check EXTRA_ARGS at {profile.where('EXTRA_ARGS')} "
                "and the model file")
     else:
         what = f"llama-server did not become healthy within {timeout:g} s"
         fix = (f"if the model is just slow to load, raise HEALTH_TIMEOUT "
                f"({profile.where('HEALTH_TIMEOUT')}) or --bench-health-timeout; otherwise "
-               "read the log lines above")
-    tail = _container_log_tail(client, container_id, log_path,
-                               secrets=spec.secrets)
+               "see the log lines above")
+    tail = _container_log_tail(client, container_id, log_path, secrets=spec.secrets)
     return ServerStartError(
-        f"{what} (profile [{profile.name}], {profile.where()})\n"
+        f"{what}; profile [{profile.name}] ({profile.where()})\n"
         f"  polled: GET {url} every <= {poll_interval:g} s, {result.attempts} attempts in "
         f"{result.elapsed_s:.1f} s; last answer: {result.seen}\n"
-        f"  container: {spec.name} (image {spec.image}), removed\n"
         f"  command: llama-server {' '.join(spec.command)}\n"
-        f"  full log: {log_path}\n"
-        f"  last {LOG_TAIL_LINES} log lines:\n{_indent(tail)}\n"
+        f"  log ({log_path}):\n{_indent(log_excerpt(tail))}\n"
         f"  fix: {fix}")
+
+
+#: Log lines that say why a server stopped or never got ready.
+_TELLING = re.compile(r"error|fail|abort|exception|terminate|unable|cannot|could not|"
+                      r"invalid|unknown|out of memory|not found|no such|denied|killed",
+                      re.IGNORECASE)
+
+
+def log_excerpt(tail: str, n: int = LOG_EXCERPT_LINES) -> str:
+    """The last ``n`` lines of ``tail`` that tell of an error, else its last ``n`` lines
+    (an error message shows these few lines; the whole log is in the file it names)."""
+    lines = [line for line in tail.splitlines() if line.strip()]
+    telling = [line for line in lines if _TELLING.search(line)]
+    return "\n".join((telling or lines)[-n:])
 
 
 def _container_log_tail(client: DockerClient, container_id: str, log_path: Path,
