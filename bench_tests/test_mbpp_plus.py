@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from plugin.checks import run_problems
+from plugin.gate.checks import run_problems
 
 pytestmark = [pytest.mark.bench_dataset("mbpp"), pytest.mark.bench_profiles("!bench-canary*")]
 

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from plugin.datasets import load_dataset  # noqa: E402
-from plugin.evaluation import DEFAULT_IMAGE  # noqa: E402
+from plugin.evaluation.backends import DEFAULT_IMAGE  # noqa: E402
 
 EVALPLUS_CODE = (
     "import sys; from evalplus.evaluate import evaluate; "

@@ -30,9 +30,11 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from plugin.config import Defaults, load_models_conf  # noqa: E402
-from plugin.generate import Sampling, generate  # noqa: E402
-from plugin.server import llama_server  # noqa: E402
+from plugin.config.models_conf import load_models_conf  # noqa: E402
+from plugin.config.profile import Defaults  # noqa: E402
+from plugin.generation.client import generate  # noqa: E402
+from plugin.generation.request import Sampling  # noqa: E402
+from plugin.server.lifecycle import llama_server  # noqa: E402
 
 DATASET = ROOT.parent / "shared/datasets/HumanEvalPlus-v0.1.10.jsonl.gz"
 

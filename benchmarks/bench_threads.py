@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from plugin.datasets import load_dataset
-from plugin.generate import user_message
+from plugin.generation.request import user_message
 
 ROOT = Path(__file__).resolve().parents[1]
 CANARY = ROOT / "models" / "canary"

@@ -10,7 +10,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from plugin import cli, report_cli
+from plugin.evaluation import cli
+from plugin.report import cli as report_cli
 
 Command = Callable[[argparse.Namespace], int]
 COMMANDS: Sequence[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], Command]] = (

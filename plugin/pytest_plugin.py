@@ -17,11 +17,15 @@ from typing import Any
 
 import pytest
 
-from plugin import report as html
-from plugin import settings as S
-from plugin.config import Defaults, ModelsConf, Profile, load_models_conf
+from plugin.config import settings as S
+from plugin.config.models_conf import load_models_conf
+from plugin.config.profile import Defaults, ModelsConf, Profile
 from plugin.errors import BenchError, ConfigError, ServerStartError
-from plugin.references import References, load_references
+from plugin.gate.assess import assess
+from plugin.gate.references import References, load_references
+from plugin.report.html import summary_sections, table_header, table_row, test_extras_html
+from plugin.report.outputs import render_outputs, trend_for_plot, write_outputs
+from plugin.report.text import profile_table, terminal_lines, unscored_lines
 
 RESULT_PROPERTY = "bench_result"
 UNSCORED_PROPERTY = "bench_unscored"  # a selected profile x dataset that got no score
@@ -63,24 +67,24 @@ class BenchState:
                reference: Any) -> tuple[dict[str, Any], Any]:
         """Judge with the full gate and store in the history, once per profile x dataset."""
         if key not in self.gates:
-            from plugin.history import Session
+            from plugin.gate.history import Session
             from plugin.runner import machine
 
             session = Session(self.run_id, machine(), self.started,
                               " ".join(self.config.invocation_params.args),
                               tuple(self.references.published_json()))
-            self.gates[key] = html.assess(self.history_path, session, result, reference,
+            self.gates[key] = assess(self.history_path, session, result, reference,
                                           alpha=self.values["alpha"],
                                           pin=bool(self.values["update-baseline"]))
         return self.gates[key]
 
     def _trend(self) -> dict[str, Any]:
-        from plugin import history
+        from plugin.gate import history
 
         if not self.history_path.exists():
             return {}
         with history.opened(self.history_path) as conn:
-            return html.trend_for_plot(history.trend(conn))
+            return trend_for_plot(history.trend(conn))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: Any) -> Any:
@@ -100,7 +104,7 @@ class BenchState:
         if row and report.when == "call":
             from pytest_html import extras
 
-            from plugin import history
+            from plugin.gate import history
 
             with history.opened(self.history_path) as conn:
                 flipped = history.flipped_tasks(conn, row["run_id"])
@@ -109,24 +113,24 @@ class BenchState:
                              .splitlines()[-30:]) if log.exists() else ""
             report.extras = [*getattr(report, "extras", []),
                              *(extras.html(part) for part in
-                               html.test_extras_html(row, flipped, tail))]
+                               test_extras_html(row, flipped, tail))]
         return report
 
     # ------------------------------------------------------------- report hooks
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_table_header(self, cells: list[str]) -> None:
-        html.table_header(cells)
+        table_header(cells)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_table_row(self, report: pytest.TestReport,
                                       cells: list[str]) -> None:
-        html.table_row(_row_of(report), cells)
+        table_row(_row_of(report), cells)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_summary(self, prefix: list[str], summary: list[str],
                                     postfix: list[str], session: pytest.Session) -> None:
-        postfix.extend(html.summary_sections(self.rows, self.references.published,
+        postfix.extend(summary_sections(self.rows, self.references.published,
                                              self._trend(), list(self.unscored.values())))
 
     @pytest.hookimpl(optionalhook=True)
@@ -169,19 +173,19 @@ class BenchState:
             return
         terminalreporter.write_sep("=", "benchmark results")
         if self.rows:
-            for line in html.terminal_lines(self.rows):
+            for line in terminal_lines(self.rows):
                 terminalreporter.write_line(line)
         if self.unscored:
             mode = "gate mode: errors" if self.values["strict"] else \
                 "skipped; --bench-strict makes them errors"
             terminalreporter.write_line(f"selected profiles without a score ({mode}):",
                                         red=bool(self.values["strict"]), yellow=True)
-            for line in html.unscored_lines(list(self.unscored.values())):
+            for line in unscored_lines(list(self.unscored.values())):
                 terminalreporter.write_line(f"  {line}")
         self._write_outputs()
 
     def _write_outputs(self) -> None:
-        html.write_outputs(self.reports_dir, html.render_outputs(
+        write_outputs(self.reports_dir, render_outputs(
             self.run_id, self.rows, self.references.published, self._trend(),
             list(self.unscored.values())))
 
@@ -324,7 +328,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         return None
     state = _load(config)
     print(f"bench profiles of {state.conf.path}:")
-    for line in html.profile_table(state.conf.bench_profiles):
+    for line in profile_table(state.conf.bench_profiles):
         print(line)
     return 0
 
@@ -375,7 +379,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     state = state_of(config)
     if hasattr(config, "workerinput") or state.inactive:
         return
-    from plugin.server import reap_engines
+    from plugin.containers.reaper import reap_engines
 
     hosts = [state.values["docker-host"]] + [p.docker_host for p in state.conf.bench_profiles
                                              if not p.base_url]
@@ -389,7 +393,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def _reap_sandboxes() -> list[str]:
     """Sandbox containers of dead runs (plugin.evaluation labels them itself)."""
     try:
-        from plugin.evaluation import reap_sandbox_containers
+        from plugin.containers.reaper import reap_sandbox_containers
 
         count = reap_sandbox_containers()
     except Exception:  # no Docker here: nothing to reap
@@ -446,8 +450,10 @@ def llama_server(bench_profile: Profile, bench_state: BenchState,
     the profile's tests, always. When every answer is
     already stored under the run's fingerprint, the server is never started.
     """
-    from plugin.lazy_server import DEFAULT_LOCK_DIR, LazyServer
-    from plugin.server import docker_client, engine_host, ensure_image, remote_hostname
+    from plugin.containers.client import docker_client, remote_hostname
+    from plugin.server.images import ensure_image
+    from plugin.server.lazy import DEFAULT_LOCK_DIR, LazyServer
+    from plugin.server.spec import engine_host
 
     local = not remote_hostname(engine_host(bench_profile))  # remote: files are over there
     if not bench_profile.base_url and local and not bench_profile.model_path.exists():
@@ -573,7 +579,7 @@ class BenchInfraError(Exception):
 
 def _with_log_excerpt(message: str, server: Any) -> str:
     """``message`` and the few lines of this run's server log that tell what happened."""
-    from plugin.server import log_excerpt
+    from plugin.server.logs import log_excerpt
 
     if getattr(server, "started", False) is False:
         return message  # never started here: no log of this run to quote

@@ -25,23 +25,17 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from plugin import atomic
-from plugin.config import Profile
+from plugin.config.profile import Profile
 from plugin.datasets import Dataset
-from plugin.evaluation import EvalResult, evaluate_samples
-from plugin.extract import extract_code
-from plugin.fingerprint import file_sha256, fingerprint, model_identity, text_sha256
-from plugin.generate import (
-    PROMPT_TEMPLATE_ID,
-    Completion,
-    CompletionStore,
-    Progress,
-    Retry,
-    Sampling,
-    generate,
-    summarize,
-)
-from plugin.lazy_server import LazyServer
-from plugin.server import MODELS_MOUNT
+from plugin.evaluation.judging import evaluate_samples
+from plugin.evaluation.results import EvalResult
+from plugin.generation.client import Progress, Retry, generate
+from plugin.generation.extract import extract_code
+from plugin.generation.fingerprint import file_sha256, fingerprint, model_identity, text_sha256
+from plugin.generation.request import PROMPT_TEMPLATE_ID, Sampling
+from plugin.generation.store import Completion, CompletionStore, summarize
+from plugin.server.lazy import LazyServer
+from plugin.server.spec import MODELS_MOUNT
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from plugin.evaluation import _pid_alive
+from plugin.containers.owner import pid_alive
 
 # The suite behaves the same on a workstation and in CI: CI=true turns gate mode
 # (--bench-strict) on by default, so it is taken out of the environment of every run the
@@ -99,7 +99,7 @@ def _ours(entry: dict[str, Any]) -> bool:
 
 
 def _alive(pid: int) -> bool:
-    return _pid_alive(pid)
+    return pid_alive(pid)
 
 
 def _describe(entry: dict[str, Any]) -> str:

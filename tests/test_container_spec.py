@@ -23,9 +23,30 @@ import pytest
 from docker.models.containers import _create_container_args
 from docker.types import DeviceRequest, Mount
 
-from plugin import server
-from plugin.config import Defaults, Profile, load_models_conf
+from plugin.config.models_conf import load_models_conf
+from plugin.config.profile import Defaults, Profile
+from plugin.containers import registry
+from plugin.containers.client import remote_hostname
+from plugin.containers.owner import owner_alive
+from plugin.containers.registry import (
+    _sigterm_handler,
+    cleanup_all,
+    register_cleanup,
+    registered_containers,
+    registry_add,
+    unregister_cleanup,
+)
 from plugin.errors import ModelFileMissingError
+from plugin.server.health import normalize_base_url, published_base_url
+from plugin.server.lifecycle import llama_server
+from plugin.server.logs import read_log_tail
+from plugin.server.spec import (
+    build_container_spec,
+    check_model_files,
+    container_name,
+    engine_host,
+    model_files,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "models.conf"
@@ -127,7 +148,7 @@ def test_every_models_conf_profile_is_pinned(profiles: dict[str, Profile]) -> No
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_spec_of_models_conf_profile(profiles: dict[str, Profile], name: str) -> None:
     image, source, model, ctx, ngl, extra, gpus = EXPECTED[name]
-    spec = server.build_container_spec(profiles[name], run_id=RUN_ID)
+    spec = build_container_spec(profiles[name], run_id=RUN_ID)
 
     assert spec.image == image
     assert spec.command == ("-m", f"/models/{model}", "-c", str(ctx), "-ngl", ngl,
@@ -142,7 +163,7 @@ def test_spec_of_models_conf_profile(profiles: dict[str, Profile], name: str) ->
 
 
 def test_ot_regex_reaches_command_byte_for_byte(profiles: dict[str, Profile]) -> None:
-    command = server.build_container_spec(profiles["bench-qwen3-coder"], run_id=RUN_ID).command
+    command = build_container_spec(profiles["bench-qwen3-coder"], run_id=RUN_ID).command
     ot = command[command.index("-ot") + 1]
     assert ot.encode() == rb"blk\.([0-9]|1[0-2])\.=CUDA0,blk\.(1[3-8])\.=CUDA1,exps=CPU"
 
@@ -156,7 +177,7 @@ def test_ot_regex_reaches_command_byte_for_byte(profiles: dict[str, Profile]) ->
 ])
 def test_docker_sdk_turns_spec_into_engine_request(
         profiles: dict[str, Profile], name: str, device_requests: Any) -> None:
-    spec = server.build_container_spec(profiles[name], run_id=RUN_ID)
+    spec = build_container_spec(profiles[name], run_id=RUN_ID)
     kwargs = spec.run_kwargs()
     create = _create_container_args({**kwargs, "version": "1.41"})
     host_config = create["host_config"]
@@ -185,12 +206,12 @@ def test_docker_sdk_turns_spec_into_engine_request(
 def test_gpus_key_selects_device_requests(tmp_path: Path, body: str,
                                           expected: tuple[DeviceRequest, ...]) -> None:
     profile = conf_profile(tmp_path, f"MODEL=m.gguf\n{body}")
-    assert server.build_container_spec(profile, run_id=RUN_ID).device_requests == expected
+    assert build_container_spec(profile, run_id=RUN_ID).device_requests == expected
 
 
 def test_no_fit_flag_when_fit_unset(tmp_path: Path) -> None:
     profile = conf_profile(tmp_path, "MODEL=m.gguf\nMODELS_DIR=/m\nEXTRA_ARGS=--jinja\n")
-    assert server.build_container_spec(profile, run_id=RUN_ID).command == (
+    assert build_container_spec(profile, run_id=RUN_ID).command == (
         "-m", "/models/m.gguf", "-c", "512", "-ngl", "0", "--host", "0.0.0.0",
         "--port", "8080", "--jinja")
 
@@ -203,7 +224,7 @@ def test_no_fit_flag_when_fit_unset(tmp_path: Path) -> None:
 def test_mount_keeps_model_subpath_or_mounts_its_folder(
         tmp_path: Path, model: str, source: str, in_container: str) -> None:
     profile = conf_profile(tmp_path, f"MODEL={model}\nMODELS_DIR=/data/models\n")
-    spec = server.build_container_spec(profile, run_id=RUN_ID)
+    spec = build_container_spec(profile, run_id=RUN_ID)
     assert spec.mounts[0]["Source"] == source
     assert spec.mounts[0]["ReadOnly"] is True
     assert spec.command[:2] == ("-m", in_container)
@@ -211,25 +232,25 @@ def test_mount_keeps_model_subpath_or_mounts_its_folder(
 
 def test_remote_engine_publishes_on_all_interfaces(tmp_path: Path) -> None:
     profile = conf_profile(tmp_path, "MODEL=m.gguf\nDOCKER_HOST=tcp://gpu-box:2375\n")
-    spec = server.build_container_spec(profile, run_id=RUN_ID)
+    spec = build_container_spec(profile, run_id=RUN_ID)
     assert dict(spec.ports) == {"8080/tcp": ("0.0.0.0", None)}
-    assert server.remote_hostname("ssh://me@gpu-box") == "gpu-box"
-    assert server.remote_hostname("unix:///var/run/docker.sock") is None
-    assert server.remote_hostname(None) is None
+    assert remote_hostname("ssh://me@gpu-box") == "gpu-box"
+    assert remote_hostname("unix:///var/run/docker.sock") is None
+    assert remote_hostname(None) is None
 
 
 def test_docker_host_environment_variable_counts_as_the_engine(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     profile = conf_profile(tmp_path, "MODEL=m.gguf\n")
     monkeypatch.setenv("DOCKER_HOST", "tcp://ci-docker:2375")
-    assert server.engine_host(profile) == "tcp://ci-docker:2375"
-    spec = server.build_container_spec(profile, run_id=RUN_ID)
+    assert engine_host(profile) == "tcp://ci-docker:2375"
+    spec = build_container_spec(profile, run_id=RUN_ID)
     assert dict(spec.ports) == {"8080/tcp": ("0.0.0.0", None)}
     info = {"NetworkSettings": {"Ports": {"8080/tcp": [{"HostIp": "0.0.0.0",
                                                          "HostPort": "32770"}]}}}
-    assert server._base_url(profile, info) == "http://ci-docker:32770"
+    assert published_base_url(profile, info) == "http://ci-docker:32770"
     monkeypatch.setenv("DOCKER_HOST", "unix:///run/user/1000/docker.sock")
-    assert server._base_url(profile, info) == "http://127.0.0.1:32770"
+    assert published_base_url(profile, info) == "http://127.0.0.1:32770"
 
 
 def test_docker_host_option_replaces_default_but_not_a_profiles_own(tmp_path: Path) -> None:
@@ -255,7 +276,7 @@ def test_base_url_option_replaces_every_profiles(tmp_path: Path) -> None:
 
 def test_custom_container_port(tmp_path: Path) -> None:
     profile = conf_profile(tmp_path, "MODEL=m.gguf\n")
-    spec = server.build_container_spec(profile, run_id=RUN_ID, container_port=9000)
+    spec = build_container_spec(profile, run_id=RUN_ID, container_port=9000)
     assert spec.command[spec.command.index("--port") + 1] == "9000"
     assert dict(spec.ports) == {"9000/tcp": ("127.0.0.1", None)}
 
@@ -263,7 +284,7 @@ def test_custom_container_port(tmp_path: Path) -> None:
 def test_container_name_is_docker_safe(profiles: dict[str, Profile]) -> None:
     profile = profiles["bench-smoke"]
     expected = "llama-bench-bench-smoke-ab_c_d_e-long"
-    assert server.container_name(profile, "ab/c:d e-long") == expected
+    assert container_name(profile, "ab/c:d e-long") == expected
 
 
 # --------------------------------------------------------------------------- model files
@@ -281,7 +302,7 @@ def test_missing_model_names_path_option_and_conf_line(tmp_path: Path) -> None:
     conf.write_text("[bench-gone]\nNAME=x\nCTX_SIZE=512\n# comment\nMODEL=sub/gone.gguf\n"
                     f"MODELS_DIR={tmp_path}\n", encoding="utf-8")
     profile = load_models_conf(conf).profiles["bench-gone"]
-    with pytest.raises(ModelFileMissingError) as info, server.llama_server(
+    with pytest.raises(ModelFileMissingError) as info, llama_server(
             profile, log_path=tmp_path / "log", run_id=RUN_ID, client=NoDocker()):
         pytest.fail("must not start")
     assert str(info.value) == (
@@ -294,20 +315,20 @@ def test_missing_shard_is_named(tmp_path: Path) -> None:
     (tmp_path / "m-00003-of-00003.gguf").touch()
     profile = conf_profile(tmp_path, f"MODEL=m-00001-of-00003.gguf\nMODELS_DIR={tmp_path}\n")
     with pytest.raises(ModelFileMissingError, match=r"1 of 3 shards missing") as info:
-        server.check_model_files(profile)
+        check_model_files(profile)
     assert f"{tmp_path}/m-00002-of-00003.gguf" in str(info.value)
     assert "models.conf:4" in str(info.value)
 
 
 def test_model_files_lists_every_shard(tmp_path: Path) -> None:
     profile = conf_profile(tmp_path, "MODEL=a/m-00001-of-00002.gguf\nMODELS_DIR=/d\n")
-    assert server.model_files(profile) == [Path("/d/a/m-00001-of-00002.gguf"),
+    assert model_files(profile) == [Path("/d/a/m-00001-of-00002.gguf"),
                                            Path("/d/a/m-00002-of-00002.gguf")]
 
 
 def test_base_url_and_remote_profiles_skip_the_local_file_check(tmp_path: Path) -> None:
-    server.check_model_files(conf_profile(tmp_path, "MODEL=no.gguf\nBASE_URL=http://h:1\n"))
-    server.check_model_files(conf_profile(tmp_path, "MODEL=no.gguf\nDOCKER_HOST=ssh://h\n"))
+    check_model_files(conf_profile(tmp_path, "MODEL=no.gguf\nBASE_URL=http://h:1\n"))
+    check_model_files(conf_profile(tmp_path, "MODEL=no.gguf\nDOCKER_HOST=ssh://h\n"))
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -318,23 +339,23 @@ def test_base_url_and_remote_profiles_skip_the_local_file_check(tmp_path: Path) 
     ("http://h:8080/v1", "http://h:8080"), ("http://h:8080/v1/", "http://h:8080"),
 ])
 def test_normalize_base_url(url: str, root: str) -> None:
-    assert server.normalize_base_url(url) == root
+    assert normalize_base_url(url) == root
 
 
 def test_read_log_tail(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
-    assert server.read_log_tail(log) == ""
+    assert read_log_tail(log) == ""
     log.write_text("".join(f"line {i}\n" for i in range(100)), encoding="utf-8")
-    assert server.read_log_tail(log, 3) == "line 97\nline 98\nline 99"
-    assert server.read_log_tail(log).splitlines()[0] == "line 60"
+    assert read_log_tail(log, 3) == "line 97\nline 98\nline 99"
+    assert read_log_tail(log).splitlines()[0] == "line 60"
 
 
 def test_owner_alive() -> None:
-    assert server._owner_alive(str(os.getpid()))
-    assert not server._owner_alive(str(_pid_of_finished_process()))
-    assert not server._owner_alive(None)
-    assert not server._owner_alive("not-a-pid")
-    assert not server._owner_alive("0")
+    assert owner_alive(str(os.getpid()))
+    assert not owner_alive(str(_pid_of_finished_process()))
+    assert not owner_alive(None)
+    assert not owner_alive("not-a-pid")
+    assert not owner_alive("0")
 
 
 def _pid_of_finished_process() -> int:
@@ -366,48 +387,48 @@ class FakeClient:
 @pytest.fixture
 def no_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the real atexit/SIGTERM hooks out of unit tests."""
-    monkeypatch.setattr(server, "_hooks", {"atexit": True, "sigterm": True})
+    monkeypatch.setattr(registry, "_hooks", {"atexit": True, "sigterm": True})
 
 
 @pytest.mark.usefixtures("no_hooks")
 def test_cleanup_all_removes_registered_containers_once() -> None:
     client = FakeClient()
-    server._register(client, "id-1", "one")
-    server._register(client, "id-2", "two")
-    assert server.registered_containers() == {"id-1": "one", "id-2": "two"}
-    assert server.cleanup_all() == ["one", "two"]
+    registry_add(client, "id-1", "one")
+    registry_add(client, "id-2", "two")
+    assert registered_containers() == {"id-1": "one", "id-2": "two"}
+    assert cleanup_all() == ["one", "two"]
     assert client.api.removed == ["id-1", "id-2"]
-    assert server.cleanup_all() == []
-    assert server.registered_containers() == {}
+    assert cleanup_all() == []
+    assert registered_containers() == {}
 
 
 @pytest.mark.usefixtures("no_hooks")
 def test_public_registration_for_containers_started_elsewhere() -> None:
     client = FakeClient()
-    server.register_cleanup(client, "sandbox-1", "sandbox")
-    server.register_cleanup(client, "sandbox-2", "sandbox-b")
-    server.unregister_cleanup("sandbox-1")  # removed by its owner: nothing to do at exit
-    assert server.cleanup_all() == ["sandbox-b"]
+    register_cleanup(client, "sandbox-1", "sandbox")
+    register_cleanup(client, "sandbox-2", "sandbox-b")
+    unregister_cleanup("sandbox-1")  # removed by its owner: nothing to do at exit
+    assert cleanup_all() == ["sandbox-b"]
     assert client.api.removed == ["sandbox-2"]
 
 
 @pytest.mark.usefixtures("no_hooks")
 def test_sigterm_handler_cleans_up_then_chains_previous_handler() -> None:
     client = FakeClient()
-    server._register(client, "id-1", "one")
+    registry_add(client, "id-1", "one")
     calls: list[int] = []
 
     def previous(signum: int, frame: FrameType | None) -> None:
         calls.append(signum)
 
-    server._sigterm_handler(previous)(signal.SIGTERM, None)
+    _sigterm_handler(previous)(signal.SIGTERM, None)
     assert client.api.removed == ["id-1"]
     assert calls == [signal.SIGTERM]
 
 
 def test_sigterm_without_previous_handler_still_terminates() -> None:
-    code = ("import signal, time; from plugin import server; "
-            "server._install_exit_hooks(); "
+    code = ("import signal, time; from plugin.containers import registry; "
+            "registry._install_exit_hooks(); "
             "signal.raise_signal(signal.SIGTERM); time.sleep(5); print('survived')")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -418,4 +439,4 @@ def test_sigterm_without_previous_handler_still_terminates() -> None:
 def test_profile_replace_keeps_spec_pure(profiles: dict[str, Profile]) -> None:
     """build_container_spec reads only the profile (no file system, no Docker)."""
     profile = replace(profiles["bench-canary"], models_dir=Path("/nowhere"))
-    assert server.build_container_spec(profile, run_id=RUN_ID).mounts[0]["Source"] == "/nowhere"
+    assert build_container_spec(profile, run_id=RUN_ID).mounts[0]["Source"] == "/nowhere"

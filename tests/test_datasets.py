@@ -162,7 +162,7 @@ def test_unknown_names_and_variants() -> None:
 def test_host_never_imports_evalplus_data() -> None:
     """evalplus.data pulls in HF datasets (slow); the host must read the file itself."""
     code = ("import sys; from plugin.datasets import load_dataset; "
-            "import plugin.evaluation, plugin.cli; load_dataset('mbpp'); "
+            "import plugin.evaluation, plugin.evaluation.cli; load_dataset('mbpp'); "
             "bad = [m for m in ('evalplus.data', 'datasets', 'pytest') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

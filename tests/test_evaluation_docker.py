@@ -30,14 +30,18 @@ from typing import Any
 import pytest
 import support
 
-from plugin import evaluation
+from plugin.containers.client import docker_client_from_env
 from plugin.datasets import SHARED_DATASETS_DIR, Dataset, load_dataset
-from plugin.evaluation import EvalResult, evaluate_samples, load_samples
+from plugin.evaluation.backends import DEFAULT_IMAGE
+from plugin.evaluation.judging import evaluate_samples
+from plugin.evaluation.plan import Limits
+from plugin.evaluation.results import EvalResult
+from plugin.evaluation.samples import load_samples
 
 pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGE = os.environ.get("SANDBOX_IMAGE", evaluation.DEFAULT_IMAGE)
+IMAGE = os.environ.get("SANDBOX_IMAGE", DEFAULT_IMAGE)
 PUBLISHED = SHARED_DATASETS_DIR / "published-samples"
 # Wall-time bound for the hostile set (see docs/EVALUATION.md, "Containment"): 27 attacks
 # and 12 correct programs took 245-308 s on 2 cores in 7 runs (load average 3-59 from
@@ -51,7 +55,7 @@ RSS_GROWTH_BOUND = 64 << 20
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def docker_client() -> Iterator[Any]:
-    client = evaluation.docker_client_from_env()
+    client = docker_client_from_env()
     try:
         client.images.get(IMAGE)
     except Exception:
@@ -172,7 +176,7 @@ def _run_evalplus(samples: Path, dataset_file: Path, home: Path,
             f"evaluate({dataset!r}, samples=sys.argv[1], mini={mini}, i_just_wanna_run=True, "
             "parallel=2, min_time_limit=float(sys.argv[2]), "
             "gt_time_limit_factor=float(sys.argv[3]))")
-    limits = evaluation.Limits()
+    limits = Limits()
     override = "HUMANEVAL_OVERRIDE_PATH" if dataset == "humaneval" else "MBPP_OVERRIDE_PATH"
     env = {**os.environ, override: str(dataset_file), "HOME": str(home),
            "XDG_CACHE_HOME": str(home / ".cache")}

@@ -15,10 +15,14 @@ from typing import Any
 
 import pytest
 
-from plugin import evaluation
 from plugin.datasets import Dataset, load_dataset
 from plugin.errors import SamplesError, SandboxError
-from plugin.evaluation import Limits, TaskVerdict, evaluate_samples, load_samples
+from plugin.evaluation import judging
+from plugin.evaluation.backends import sandbox_container_spec
+from plugin.evaluation.judging import evaluate_samples
+from plugin.evaluation.plan import Limits
+from plugin.evaluation.results import TaskVerdict
+from plugin.evaluation.samples import load_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,7 +73,7 @@ class FakeBackend:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeBackend:
     backend = FakeBackend()
-    monkeypatch.setattr(evaluation, "_backend", lambda *_a: backend)
+    monkeypatch.setattr(judging, "make_backend", lambda *_a: backend)
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     return backend
 
@@ -131,14 +135,14 @@ def test_killed_run_keeps_verdicts_and_resumes(monkeypatch: pytest.MonkeyPatch,
     data = _subset(humaneval, 5)
     solutions = _canonical(data)
     killed = FakeBackend(stop_after=2)
-    monkeypatch.setattr(evaluation, "_backend", lambda *_a: killed)
+    monkeypatch.setattr(judging, "make_backend", lambda *_a: killed)
     with pytest.raises(KeyboardInterrupt):
         evaluate_samples(data, solutions, tmp_path / "out")
     journal = (tmp_path / "out" / "verdicts.jsonl").read_text().splitlines()
     assert len(journal) == 2  # judged before the kill, already on disk
 
     again = FakeBackend()
-    monkeypatch.setattr(evaluation, "_backend", lambda *_a: again)
+    monkeypatch.setattr(judging, "make_backend", lambda *_a: again)
     result = evaluate_samples(data, solutions, tmp_path / "out")
     assert again.judged == list(data.tasks)[2:]
     assert result.n_resumed == 2
@@ -147,7 +151,7 @@ def test_killed_run_keeps_verdicts_and_resumes(monkeypatch: pytest.MonkeyPatch,
 
     changed = dict(solutions, **{"HumanEval/0": "WRONG"})
     third = FakeBackend()
-    monkeypatch.setattr(evaluation, "_backend", lambda *_a: third)
+    monkeypatch.setattr(judging, "make_backend", lambda *_a: third)
     result = evaluate_samples(data, changed, tmp_path / "out")
     assert third.judged == ["HumanEval/0"]
     assert result.verdicts["HumanEval/0"].base_status == "fail"
@@ -183,7 +187,7 @@ def test_unjudged_solutions_raise_and_keep_the_rest(monkeypatch: pytest.MonkeyPa
             yield from list(super().run_evaluation(*args))[:1]
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(evaluation, "_backend", lambda *_a: Forgetful())
+    monkeypatch.setattr(judging, "make_backend", lambda *_a: Forgetful())
     data = _subset(humaneval, 3)
     with pytest.raises(SandboxError, match=r"judged 1 of 3 .*unjudged: HumanEval/1"):
         evaluate_samples(data, _canonical(data), tmp_path / "out")
@@ -225,7 +229,7 @@ def test_load_samples_errors_name_file_and_line(humaneval: Dataset, tmp_path: Pa
 
 # ---------------------------------------------------------------------- container spec
 def test_container_spec_is_locked_down() -> None:
-    spec = evaluation.sandbox_container_spec("img", ["evaluate"], {}, workers=2,
+    spec = sandbox_container_spec("img", ["evaluate"], {}, workers=2,
                                              purpose="evaluate")
     assert spec["network_mode"] == "none"
     assert spec["user"] == "65534:65534"

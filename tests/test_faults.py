@@ -35,10 +35,13 @@ import pytest
 from support import junit_outcomes, metric, prompt_tokens_total
 
 import docker
-from plugin.config import Defaults, Profile, load_models_conf
+from plugin.config.models_conf import load_models_conf
+from plugin.config.profile import Defaults, Profile
 from plugin.errors import ServerDiedError
-from plugin.generate import CompletionStore, Retry, Sampling, generate
-from plugin.server import ServerHandle, llama_server
+from plugin.generation.client import Retry, generate
+from plugin.generation.request import Sampling
+from plugin.generation.store import CompletionStore
+from plugin.server.lifecycle import ServerHandle, llama_server
 
 pytestmark = pytest.mark.docker
 

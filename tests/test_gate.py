@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from plugin.errors import ConfigError
-from plugin.references import (
+from plugin.gate.references import Reference, load_references
+from plugin.gate.verdicts import (
     FAIL_DROP,
     FAIL_TOLERANCE,
     FLAGGED_RISE,
@@ -16,9 +17,7 @@ from plugin.references import (
     PARTIAL,
     PASS,
     Baseline,
-    Reference,
     judge,
-    load_references,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

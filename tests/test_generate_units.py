@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
-from plugin.generate import Completion, CompletionStore, Sampling, summarize, user_message
-from plugin.references import Reference, gate
+from plugin.gate.references import Reference
+from plugin.gate.verdicts import gate
+from plugin.generation.request import Sampling, user_message
+from plugin.generation.store import Completion, CompletionStore, summarize
 
 
 def _completion(task: str = "T/0", content: str = "x", finish: str = "stop",
@@ -94,7 +96,8 @@ def test_a_chat_template_file_counts_in_the_fingerprint_by_its_contents(tmp_path
     not reused), while profiles without one keep their fingerprint."""
     from types import SimpleNamespace
 
-    from plugin.config import Defaults, load_models_conf
+    from plugin.config.models_conf import load_models_conf
+    from plugin.config.profile import Defaults
     from plugin.datasets import load_dataset
     from plugin.runner import chat_template_file, run_fingerprint, sampling_for
 

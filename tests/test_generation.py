@@ -23,10 +23,13 @@ import pytest
 from support import prompt_tokens_total
 
 import docker
-from plugin.config import Defaults, load_models_conf
+from plugin.config.models_conf import load_models_conf
+from plugin.config.profile import Defaults
 from plugin.errors import ServerDiedError
-from plugin.generate import CompletionStore, Retry, Sampling, generate
-from plugin.server import llama_server
+from plugin.generation.client import Retry, generate
+from plugin.generation.request import Sampling
+from plugin.generation.store import CompletionStore
+from plugin.server.lifecycle import llama_server
 
 pytestmark = pytest.mark.docker
 
@@ -90,7 +93,8 @@ KILLED_RUN = """
 import sys, time
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from plugin.generate import Sampling, generate
+from plugin.generation.request import Sampling
+from plugin.generation.client import generate
 prompts = {prompts!r}
 def slow(completion, progress):
     time.sleep(0.3)  # leave the test time to kill us between two answers

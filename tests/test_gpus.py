@@ -1,7 +1,7 @@
-"""GPU preflight (plugin.gpus): a GPU profile fails in seconds, before its server
+"""GPU preflight (plugin.server.gpus): a GPU profile fails in seconds, before its server
 container exists, naming the profile, the GPUs it asks for, what the engine has and the fix.
 
-There is no GPU here. The decision (:func:`plugin.gpus.judge`) is tested against this
+There is no GPU here. The decision (:func:`plugin.server.gpus.judge`) is tested against this
 machine's real engine (no NVIDIA runtime: it really refuses a container that asks for a
 GPU) and against the recorded answers of a two-GPU engine in
 ``tests/data/engine-two-gpus.json`` (see its "about": written from the API schema, not
@@ -21,9 +21,12 @@ from typing import Any
 import pytest
 from docker.client import DockerClient
 
-from plugin import gpus, server
-from plugin.config import Profile, load_models_conf
+from plugin.config.models_conf import load_models_conf
+from plugin.config.profile import Profile
+from plugin.containers.client import docker_client
 from plugin.errors import GpuUnavailableError
+from plugin.server import gpus
+from plugin.server.lifecycle import llama_server
 
 ROOT = Path(__file__).resolve().parents[1]
 TWO_GPUS = json.loads((ROOT / "tests" / "data" / "engine-two-gpus.json").read_text())
@@ -124,7 +127,7 @@ def test_a_split_naming_only_cuda1_exposes_gpus_0_and_1(tmp_path: Path) -> None:
 
 @pytest.fixture
 def client() -> Iterator[DockerClient]:
-    client = server.docker_client()
+    client = docker_client()
     yield client
     client.close()
 
@@ -137,7 +140,7 @@ def test_this_engine_has_no_gpu_and_says_so_before_any_server_container(
     run_id = uuid.uuid4().hex
     since = int(time.time()) - 1
     try:
-        with pytest.raises(GpuUnavailableError) as info, server.llama_server(
+        with pytest.raises(GpuUnavailableError) as info, llama_server(
                 profile, log_path=tmp_path / "server.log", run_id=run_id, client=client):
             pytest.fail("a GPU profile must not start on an engine without GPUs")
         created = [event["Actor"]["Attributes"].get("bench.role") for event in client.events(

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from plugin import history
-from plugin.history import RunRecord, Session, TaskRecord
+from plugin.gate import history
+from plugin.gate.history import RunRecord, Session, TaskRecord
 
 
 def _run(session: str, profile: str = "bench-x", plus: int = 3, n: int = 4,

@@ -27,26 +27,28 @@ import support
 from docker.client import DockerClient
 from docker.errors import ImageNotFound
 
-from plugin import server
-from plugin.config import Defaults, Profile, load_models_conf
+from plugin.config.models_conf import load_models_conf
+from plugin.config.profile import Defaults, Profile
+from plugin.containers.client import docker_client
 from plugin.errors import ImageMissingError
+from plugin.server.images import DEFAULT_CPU_IMAGE, LOCAL_CPU_IMAGE, _said, ensure_image
 
 pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCAL = os.environ.get("LLAMA_IMAGE", server.LOCAL_CPU_IMAGE)
+LOCAL = os.environ.get("LLAMA_IMAGE", LOCAL_CPU_IMAGE)
 
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[DockerClient]:
-    client = server.docker_client()
+    client = docker_client()
     yield client
     client.close()
 
 
 def _profile(tmp_path: Path, defaults: Defaults, image_line: str = "") -> Profile:
     conf = tmp_path / "models.conf"
-    conf.write_text(f"[DEFAULT]\nCPU_IMAGE={server.DEFAULT_CPU_IMAGE}\n\n[bench-x]\nNAME=x\n"
+    conf.write_text(f"[DEFAULT]\nCPU_IMAGE={DEFAULT_CPU_IMAGE}\n\n[bench-x]\nNAME=x\n"
                     f"MODEL=m.gguf\nMODELS_DIR={tmp_path}\nCTX_SIZE=512\nN_GPU_LAYERS=0\n"
                     f"{image_line}", encoding="utf-8")
     return load_models_conf(conf, defaults).profiles["bench-x"]
@@ -62,19 +64,19 @@ def _absent(client: DockerClient, image: str) -> None:
 
 def test_the_stock_cpu_image_falls_back_to_the_local_build_said_once(
         client: DockerClient, tmp_path: Path) -> None:
-    _absent(client, server.DEFAULT_CPU_IMAGE)
-    if LOCAL != server.LOCAL_CPU_IMAGE:
+    _absent(client, DEFAULT_CPU_IMAGE)
+    if LOCAL != LOCAL_CPU_IMAGE:
         pytest.skip("the local image has another name here")
     profile = _profile(tmp_path, Defaults())
-    assert profile.image == server.DEFAULT_CPU_IMAGE
-    server._said.clear()
+    assert profile.image == DEFAULT_CPU_IMAGE
+    _said.clear()
     said: list[str] = []
-    chosen = server.ensure_image(client, profile, say=said.append)
-    again = server.ensure_image(client, profile, say=said.append)
-    assert chosen.image == again.image == server.LOCAL_CPU_IMAGE
+    chosen = ensure_image(client, profile, say=said.append)
+    again = ensure_image(client, profile, say=said.append)
+    assert chosen.image == again.image == LOCAL_CPU_IMAGE
     assert len(said) == 1, said
-    assert server.DEFAULT_CPU_IMAGE in said[0]
-    assert server.LOCAL_CPU_IMAGE in said[0]
+    assert DEFAULT_CPU_IMAGE in said[0]
+    assert LOCAL_CPU_IMAGE in said[0]
 
 
 def test_a_chosen_image_is_not_swapped_and_a_failed_pull_names_both_fixes(
@@ -85,7 +87,7 @@ def test_a_chosen_image_is_not_swapped_and_a_failed_pull_names_both_fixes(
         "cpu-image": "command line --bench-cpu-image"}))
     assert profile.where("CPU_IMAGE") == "command line --bench-cpu-image"
     with pytest.raises(ImageMissingError) as info:
-        server.ensure_image(client, profile)
+        ensure_image(client, profile)
     message = str(info.value)
     assert f"image {image} is not on the Docker engine and could not be pulled" in message
     assert "CPU_IMAGE from command line --bench-cpu-image" in message
@@ -162,7 +164,7 @@ def test_a_missing_image_is_pulled_from_a_registry(client: DockerClient, pushed:
                                                     tmp_path: Path) -> None:
     profile = _profile(tmp_path, Defaults(cpu_image=pushed))
     said: list[str] = []
-    assert server.ensure_image(client, profile, say=said.append) == profile
+    assert ensure_image(client, profile, say=said.append) == profile
     assert client.images.get(pushed).id == client.images.get(LOCAL).id
     assert said[0] == f"llama-bench: pulling {pushed}"
     assert said[-1] == f"llama-bench: pulled {pushed}"

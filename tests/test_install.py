@@ -28,8 +28,16 @@ ENTRY_POINT = "[pytest11]\nplugin.pytest_plugin = plugin.pytest_plugin"
 def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(the wheel, the python of a fresh venv with the wheel installed)."""
     base = tmp_path_factory.mktemp("install")
+    # the project's tracked files only (an in-tree build/ could leak stale modules in)
+    source = base / "source"
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True,
+                             capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, tracked):
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
-                    str(base / "dist"), str(ROOT)], check=True, timeout=300)
+                    str(base / "dist"), str(source)], check=True, timeout=300)
     (wheel,) = (base / "dist").glob("llama_bench_harness-*.whl")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(base / "venv")],
                    check=True, timeout=120)

@@ -46,7 +46,7 @@ the timer could fire), and the hold keeps the run inside the phase until the tim
 Every case then checks where the interruption landed (what was stored, what was judged:
 ``check_phase_was_hit``).
 
-Then the reaper (plugin.reaper), for endings no ``finally`` sees: pytest-timeout's
+Then the reaper (plugin.containers.watchdog), for endings no ``finally`` sees: pytest-timeout's
 ``thread`` method (``os._exit``) and SIGKILL. No new session runs; the containers must be
 gone within ``REAPER_BOUND_S`` of the owner's death.
 
@@ -77,8 +77,13 @@ import support
 from docker.client import DockerClient
 from docker.errors import NotFound
 
-from plugin import atomic, evaluation, fingerprint, reaper, server
+from plugin import atomic
+from plugin.containers.client import docker_client, engine_url
+from plugin.containers.labels import LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_RUN_ID, harness_labels
+from plugin.containers.watchdog import EXIT_NO_ENGINE, SECOND_SWEEP_AFTER_S, watch
 from plugin.datasets import load_dataset
+from plugin.evaluation.oracle import cache_root
+from plugin.generation import fingerprint
 
 pytestmark = pytest.mark.docker
 
@@ -119,7 +124,7 @@ FAST = ("-p", "no:hypothesispytest")  # a dev plugin the benchmark does not need
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[DockerClient]:
-    client = server.docker_client()
+    client = docker_client()
     yield client
     client.close()
 
@@ -146,7 +151,7 @@ class Bench:
     def start(self, *args: str, tasks: int | None = None) -> subprocess.Popen[str]:
         return self.project.start(
             "--bench-limit", str(tasks or self.phase.tasks), "-rA", *FAST, *args,
-            run_id=self.run_id, BENCH_CACHE_DIR=str(evaluation.cache_root()))
+            run_id=self.run_id, BENCH_CACHE_DIR=str(cache_root()))
 
     def run(self, tasks: int | None = None) -> tuple[int, str, int]:
         proc = self.start(tasks=tasks)
@@ -238,9 +243,9 @@ def parses(line: str) -> bool:
 def containers_of(client: DockerClient, run_id: str, pid: int) -> list[str]:
     """Names of the run's containers (servers) and of those the process created."""
     found: dict[str, str] = {}
-    for labels in ([f"{server.LABEL_RUN_ID}={run_id}"],
-                   [f"{server.LABEL_OWNER_PID}={pid}",
-                    f"{server.LABEL_OWNER_HOST}={socket.gethostname()}"]):
+    for labels in ([f"{LABEL_RUN_ID}={run_id}"],
+                   [f"{LABEL_OWNER_PID}={pid}",
+                    f"{LABEL_OWNER_HOST}={socket.gethostname()}"]):
         for entry in client.api.containers(all=True, filters={"label": labels}):
             found[entry["Id"]] = entry["Names"][0].lstrip("/")
     return sorted(found.values())
@@ -249,7 +254,7 @@ def containers_of(client: DockerClient, run_id: str, pid: int) -> list[str]:
 def sandbox_of(client: DockerClient, pid: int) -> list[str]:
     """Ids of the evaluation sandboxes the process runs."""
     return [entry["Id"] for entry in client.api.containers(filters={"label": [
-        "bench.role=sandbox", "bench.purpose=evaluate", f"{server.LABEL_OWNER_PID}={pid}"]})]
+        "bench.role=sandbox", "bench.purpose=evaluate", f"{LABEL_OWNER_PID}={pid}"]})]
 
 
 def check_results_whole(reports: Path) -> int:
@@ -429,7 +434,7 @@ def reaper_of(pid: int, engine: str | None = None) -> list[int]:
             argv = (entry / "cmdline").read_bytes().decode().split("\0")
         except (OSError, ValueError):
             continue
-        if "plugin.reaper" not in argv or "--pid" not in argv \
+        if "plugin.containers.watchdog" not in argv or "--pid" not in argv \
                 or argv[argv.index("--pid") + 1] != str(pid):
             continue
         if engine is None or engine in argv:
@@ -471,7 +476,7 @@ def test_reaper_removes_the_containers_of_a_killed_run(
         assert "Timeout" in output
         check_phase_was_hit(bench, output)
     removed_after = seconds_until_clean(client, bench.run_id, proc.pid, REAPER_BOUND_S)
-    deadline = time.monotonic() + 10 + reaper.SECOND_SWEEP_AFTER_S
+    deadline = time.monotonic() + 10 + SECOND_SWEEP_AFTER_S
     while reaper_of(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert reaper_of(proc.pid) == [], "the reaper did not exit after its sweeps"
@@ -480,8 +485,8 @@ def test_reaper_removes_the_containers_of_a_killed_run(
 
 
 def sleeper(client: DockerClient, owner: int, run_id: str) -> Any:
-    labels = {**server.harness_labels(run_id=run_id, role="reaper-test"),
-              server.LABEL_OWNER_PID: str(owner)}
+    labels = {**harness_labels(run_id=run_id, role="reaper-test"),
+              LABEL_OWNER_PID: str(owner)}
     return client.containers.run(IMAGE, ["300"], entrypoint=["sleep"], detach=True,
                                  labels=labels)
 
@@ -495,7 +500,7 @@ def test_reaper_spares_containers_of_live_processes(client: DockerClient) -> Non
     bystander = subprocess.Popen(["sleep", "300"])
     mine, theirs = sleeper(client, owner.pid, run_id), sleeper(client, bystander.pid, run_id)
     try:
-        watcher = subprocess.Popen([sys.executable, "-m", "plugin.reaper", "--pid",
+        watcher = subprocess.Popen([sys.executable, "-m", "plugin.containers.watchdog", "--pid",
                                     str(owner.pid)], cwd=ROOT)
         time.sleep(2.0)
         assert watcher.poll() is None, "the reaper must wait while its owner lives"
@@ -518,19 +523,20 @@ def test_reaper_spares_containers_of_live_processes(client: DockerClient) -> Non
 
 def test_reaper_exits_at_once_when_the_engine_does_not_answer() -> None:
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "plugin.reaper", "--pid", str(os.getpid()),
+    done = subprocess.run([sys.executable, "-m", "plugin.containers.watchdog", "--pid",
+                           str(os.getpid()),
                            "--docker-host", "unix:///nonexistent/docker.sock"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert done.returncode == reaper.EXIT_NO_ENGINE, done.stderr
+    assert done.returncode == EXIT_NO_ENGINE, done.stderr
     assert time.monotonic() - started < 60  # the reaper runs at nice 10: a hang guard
 
 
 def test_one_detached_reaper_per_process_and_engine(client: DockerClient) -> None:
     """Started once, in a session of its own, holding nothing of ours open but /dev/null."""
-    engine = reaper.engine_url(client)
+    engine = engine_url(client)
     for _ in range(3):
-        reaper.watch(client)
-    reaper.watch(object())  # not a Docker client: ignored
+        watch(client)
+    watch(object())  # not a Docker client: ignored
     deadline = time.monotonic() + 5  # its /proc entry shows the command once exec is done
     while not (watchers := reaper_of(os.getpid(), engine)) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -557,5 +563,5 @@ def open_files(pid: int) -> set[str]:
 def test_engine_url_names_the_engine_the_client_talks_to() -> None:
     unix = DockerClient(base_url="unix:///var/run/docker.sock", version="1.41")
     tcp = DockerClient(base_url="tcp://10.1.2.3:2375", version="1.41")
-    assert reaper.engine_url(unix) == "unix:///var/run/docker.sock"
-    assert reaper.engine_url(tcp) == "tcp://10.1.2.3:2375"
+    assert engine_url(unix) == "unix:///var/run/docker.sock"
+    assert engine_url(tcp) == "tcp://10.1.2.3:2375"

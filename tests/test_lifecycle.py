@@ -33,7 +33,8 @@ import support
 from docker.client import DockerClient
 from support import finish, junit_outcomes, wait_until
 
-from plugin import server
+from plugin.containers.client import docker_client
+from plugin.containers.labels import LABEL_OWNER_PID, LABEL_RUN_ID, harness_labels
 
 pytestmark = pytest.mark.docker
 
@@ -43,7 +44,7 @@ IMAGE = os.environ.get("LLAMA_IMAGE", "local/llama.cpp:server")
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[DockerClient]:
-    client = server.docker_client()
+    client = docker_client()
     yield client
     client.close()
 
@@ -83,8 +84,8 @@ def dead_pid() -> str:
 def test_session_start_reaps_containers_of_dead_runs_once(
         client: DockerClient, run_id: str, bench_project: Any) -> None:
     """A server and a sandbox container whose owners died (SIGKILL: no teardown ran)."""
-    labels = {**server.harness_labels(run_id=run_id, role="server", profile="bench-x"),
-              server.LABEL_OWNER_PID: dead_pid()}
+    labels = {**harness_labels(run_id=run_id, role="server", profile="bench-x"),
+              LABEL_OWNER_PID: dead_pid()}
     orphan = client.containers.run(IMAGE, ["300"], entrypoint=["sleep"], detach=True,
                                    name=f"llama-bench-orphan-{run_id}", labels=labels)
     sandbox = client.containers.run(IMAGE, ["300"], entrypoint=["sleep"], detach=True, labels={
@@ -114,7 +115,7 @@ def test_session_start_without_docker_goes_on(bench_project: Any) -> None:
 LEAKY_TEST = """\
 import os, socket
 
-from plugin.server import docker_client
+from plugin.containers.client import docker_client
 
 
 def test_forgets_its_container():
@@ -190,7 +191,7 @@ def test_xdist_run_shares_its_run_id_and_ctrl_c_leaves_no_container(
     assert len(workers) == 2, f"both profiles ran on one worker: {records}"
     run_ids = {r["run_id"] for r in records.values()}
     assert len(run_ids) == 1, records
-    assert {r["labels"][server.LABEL_RUN_ID] for r in records.values()} == run_ids
+    assert {r["labels"][LABEL_RUN_ID] for r in records.values()} == run_ids
     assert containers_of(client, run_ids.pop()) == [], output
 
 
@@ -264,7 +265,7 @@ def server_by_hand(client: DockerClient, smoke_models: Path) -> Iterator[str]:
                 "--port", "8080"],
         detach=True, ports={"8080/tcp": ("127.0.0.1", None)},
         volumes={str(smoke_models): {"bind": "/models", "mode": "ro"}},
-        labels=server.harness_labels(run_id="by-hand", role="by-hand-server"))
+        labels=harness_labels(run_id="by-hand", role="by-hand-server"))
     try:
         container.reload()
         port = container.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"]

@@ -1,6 +1,6 @@
 """Per-GPU locks: two servers that share a GPU never run at the same time.
 
-There is no GPU here, so these tests drive :class:`~plugin.lazy_server.LazyServer` with
+There is no GPU here, so these tests drive :class:`~plugin.server.lazy.LazyServer` with
 the real lock code (real ``filelock`` files in a temporary lock dir) but with the
 container start replaced by recording when the "server" was up (``RecordingServer``
 overrides ``_start``). Everything between ``get()`` and ``close()`` is what a real run
@@ -25,9 +25,10 @@ from typing import Any
 import pytest
 from filelock import FileLock, Timeout
 
-from plugin.config import Defaults, Profile, load_models_conf
+from plugin.config.models_conf import load_models_conf
+from plugin.config.profile import Defaults, Profile
 from plugin.errors import ServerStartError
-from plugin.lazy_server import ALL_GPUS_LOCK, LazyServer, engine_key, gpu_locks
+from plugin.server.lazy import ALL_GPUS_LOCK, LazyServer, engine_key, gpu_locks
 
 ROOT = Path(__file__).resolve().parent.parent
 HOLD_S = 0.4
@@ -162,7 +163,7 @@ def test_two_processes_sharing_gpu_0_serialize(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from plugin.lazy_server import gpu_locks
+        from plugin.server.lazy import gpu_locks
         with gpu_locks(("0",), Path(sys.argv[1])):
             start = time.time()
             time.sleep({HOLD_S})

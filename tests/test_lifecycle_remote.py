@@ -33,10 +33,13 @@ import httpx
 import pytest
 from docker.client import DockerClient
 
-from plugin import server
-from plugin.config import Defaults, Profile, load_models_conf
+from plugin.config.models_conf import load_models_conf
+from plugin.config.profile import Defaults, Profile
+from plugin.containers.client import docker_client
+from plugin.containers.labels import LABEL_RUN_ID
 from plugin.errors import DockerUnavailableError
-from plugin.lazy_server import LazyServer, engine_key
+from plugin.server.lazy import LazyServer, engine_key
+from plugin.server.lifecycle import llama_server
 
 pytestmark = pytest.mark.docker
 
@@ -61,7 +64,7 @@ def _why_not() -> str | None:
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
     try:
-        server.docker_client(timeout=10).images.get(IMAGE)
+        docker_client(timeout=10).images.get(IMAGE)
     except Exception as exc:
         return f"the first engine or image {IMAGE} is not available: {exc}"
     return None
@@ -129,7 +132,7 @@ def _connect(url: str, proc: subprocess.Popen[bytes], log: Path) -> DockerClient
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         try:
-            return server.docker_client(url, timeout=30)
+            return docker_client(url, timeout=30)
         except DockerUnavailableError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 tail = log.read_text(errors="replace")[-2000:]
@@ -189,9 +192,9 @@ def on_engine(client: DockerClient, run_id: str) -> list[Any]:
 
 def test_profile_docker_host_starts_the_server_on_that_engine(
         second_engine: Engine, smoke: Profile, run_id: str, tmp_path: Path) -> None:
-    local = server.docker_client()
+    local = docker_client()
     profile = replace(smoke, docker_host=second_engine.tcp)
-    with server.llama_server(profile, log_path=tmp_path / "server.log",
+    with llama_server(profile, log_path=tmp_path / "server.log",
                              run_id=run_id) as handle:
         (container,) = on_engine(second_engine.client, run_id)
         assert on_engine(local, run_id) == []  # not on the default engine
@@ -220,9 +223,9 @@ def test_bench_docker_host_option_and_xdist_run_a_profile_per_engine(
     here, there = project.records()["bench-here"], project.records()["bench-there"]
     assert here["up"] < there["down"], "the profiles did not run at the same time"
     assert there["up"] < here["down"], "the profiles did not run at the same time"
-    local = server.docker_client()
+    local = docker_client()
     assert there["container_id"] not in {c.id for c in local.containers.list(all=True)}
-    assert here["labels"][server.LABEL_RUN_ID] == there["labels"][server.LABEL_RUN_ID]
+    assert here["labels"][LABEL_RUN_ID] == there["labels"][LABEL_RUN_ID]
     assert on_engine(local, run_id) == on_engine(second_engine.client, run_id) == []
     local.close()
 
@@ -231,11 +234,11 @@ def test_gpu_locks_are_per_engine(second_engine: Engine, smoke: Profile,
                                   tmp_path: Path) -> None:
     """GPU 0 of this engine and GPU 0 of the other are different GPUs: the lock folders
     differ (by engine identity, not URL), so both profiles may hold "their" GPU 0."""
-    local = server.docker_client()
+    local = docker_client()
     local_key = engine_key(local, None)
-    assert local_key == engine_key(server.docker_client("unix:///var/run/docker.sock"), None)
+    assert local_key == engine_key(docker_client("unix:///var/run/docker.sock"), None)
     assert engine_key(second_engine.client, second_engine.tcp) != local_key
-    assert engine_key(server.docker_client(second_engine.unix), None) == engine_key(
+    assert engine_key(docker_client(second_engine.unix), None) == engine_key(
         second_engine.client, second_engine.tcp)  # same engine, other URL: same locks
 
     held: list[str] = []

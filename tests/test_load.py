@@ -36,10 +36,11 @@ from pathlib import Path
 import pytest
 
 import docker
-from plugin.config import Defaults, Profile, load_models_conf
+from plugin.config.models_conf import load_models_conf
+from plugin.config.profile import Defaults, Profile
 from plugin.datasets import Dataset, load_dataset
-from plugin.lazy_server import LazyServer
 from plugin.runner import BenchResult, RunOptions, run_benchmark
+from plugin.server.lazy import LazyServer
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.stress]
 

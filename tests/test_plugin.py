@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from plugin import settings as S
+from plugin.config import settings as S
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -226,7 +226,8 @@ def test_a_base_url_that_refuses_connections_fails_fast_and_blames_the_option(pr
 
 
 def test_an_image_option_is_blamed_not_models_conf(project, monkeypatch):
-    from plugin.config import Defaults, load_models_conf
+    from plugin.config.models_conf import load_models_conf
+    from plugin.config.profile import Defaults
 
     conf = load_models_conf(project.path / "models.conf", Defaults(
         cpu_image="typo/image", origins={"cpu-image": "environment BENCH_CPU_IMAGE"}))

@@ -11,9 +11,13 @@ from typing import Any
 
 import pytest
 
-from plugin import history, report
-from plugin.history import Session
-from plugin.references import Reference, load_references
+from plugin.gate import history
+from plugin.gate.assess import assess
+from plugin.gate.history import Session
+from plugin.gate.references import Reference, load_references
+from plugin.report.html import COLUMNS, summary_sections, table_header, table_row, test_extras_html
+from plugin.report.outputs import rebuild, render_outputs
+from plugin.report.text import markdown_report
 from plugin.runner import BenchResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +70,7 @@ def _session(name: str) -> Session:
 
 def _assess(db: Path, tmp_path: Path, session: str, passing: set[int], *, pin: bool = False,
             ref: float | None = None, **kw: Any) -> tuple[dict[str, Any], Any]:
-    return report.assess(db, _session(session), _result(tmp_path, passing, **kw), _ref(ref),
+    return assess(db, _session(session), _result(tmp_path, passing, **kw), _ref(ref),
                          alpha=0.05, pin=pin)
 
 
@@ -102,7 +106,7 @@ def test_significant_drop_inside_a_wide_tolerance(tmp_path: Path) -> None:
     db = tmp_path / "history.sqlite"
     everything = set(range(40))
     _assess(db, tmp_path, "s1", everything, pin=True, n=40)
-    report_row, outcome = report.assess(
+    report_row, outcome = assess(
         db, _session("s2"), _result(tmp_path, everything - set(range(7)), n=40),
         _ref(None, tol=50.0), alpha=0.05)
     assert outcome.status == "fail_drop"
@@ -121,7 +125,7 @@ def test_markdown_report_follows_the_seed_format(tmp_path: Path) -> None:
     db = tmp_path / "h.sqlite"
     row_b, _ = _assess(db, tmp_path, "s1", ALL_BUT_4, profile="bench-b", ref=80.0)
     row_a, _ = _assess(db, tmp_path, "s1", set(range(19)), profile="bench-a")
-    text = report.markdown_report([row_b, row_a], PUBLISHED)
+    text = markdown_report([row_b, row_a], PUBLISHED)
     lines = text.splitlines()
     assert lines[0].startswith("# Benchmark Results — 2026-")
     assert "## Local HumanEval+ Results (pass@1, greedy)" in lines
@@ -135,7 +139,7 @@ def test_markdown_report_follows_the_seed_format(tmp_path: Path) -> None:
         in lines
     assert "| Model bench-a | Q4_K_M | 95.0% | 95.0% | [76.4, 99.1] | not published | - | " \
            "no baseline yet |" in lines
-    assert text == report.markdown_report([row_a, row_b, row_a], PUBLISHED)  # deduplicated
+    assert text == markdown_report([row_a, row_b, row_a], PUBLISHED)  # deduplicated
 
 
 def test_rebuild_reproduces_the_run_outputs(tmp_path: Path) -> None:
@@ -143,15 +147,15 @@ def test_rebuild_reproduces_the_run_outputs(tmp_path: Path) -> None:
     rows = [_assess(db, tmp_path, "s1", ALL_BUT_4, profile=p, pin=True)[0]
             for p in ("bench-b", "bench-a")]
     rows.append(_assess(db, tmp_path, "s2", set(range(8)), profile="bench-a")[0])
-    run_out = report.render_outputs("s2", rows[2:], PUBLISHED, None)
-    written = report.rebuild(db, tmp_path / "rebuilt")
+    run_out = render_outputs("s2", rows[2:], PUBLISHED, None)
+    written = rebuild(db, tmp_path / "rebuilt")
     assert [p.name for p in written] == ["REPORT.md", "summary.json", "summary.html"]
     assert (tmp_path / "rebuilt" / "REPORT.md").read_text() == run_out.markdown
     assert (tmp_path / "rebuilt" / "summary.json").read_text() == run_out.summary
     page = (tmp_path / "rebuilt" / "summary.html").read_text()
     assert page.count("<svg") == 3
     assert "bench-plot-trend" in page
-    older = report.rebuild(db, tmp_path / "older", session="s1")
+    older = rebuild(db, tmp_path / "older", session="s1")
     assert "bench-b" in older[0].read_text()
 
 
@@ -160,15 +164,15 @@ def test_html_cells_summary_and_extras(tmp_path: Path) -> None:
     _assess(db, tmp_path, "s1", ALL_BUT_4, pin=True, ref=80.0)
     row, _ = _assess(db, tmp_path, "s2", set(range(8)), ref=80.0)
     cells = ["<td>result</td>", "<td>id</td>", "<td>duration</td>"]
-    report.table_row(row, cells)
-    assert len(cells) == 3 + len(report.COLUMNS)
+    table_row(row, cells)
+    assert len(cells) == 3 + len(COLUMNS)
     text = " ".join(cells)
     assert "40.0% [21.9, 61.3] (8/20)" in text
     assert "gate-fail_tolerance" in text
     header: list[str] = ["<th>r</th>", "<th>t</th>"]
-    report.table_header(header)
+    table_header(header)
     assert "plus pass@1 [95% CI]" in header[6]
-    sections = "".join(report.summary_sections([row], PUBLISHED, {"bench-x (humaneval)": [
+    sections = "".join(summary_sections([row], PUBLISHED, {"bench-x (humaneval)": [
         {"plus_pass_at_1": 80.0, "plus_passed": 16, "n_tasks": 20, "pinned": True},
         {"plus_pass_at_1": 40.0, "plus_passed": 8, "n_tasks": 20, "pinned": False}]}))
     for anchor in ("bench-local", "bench-comparison", "bench-gate", "bench-plot-pass",
@@ -176,7 +180,7 @@ def test_html_cells_summary_and_extras(tmp_path: Path) -> None:
         assert f'id="{anchor}"' in sections
     with history.opened(db) as conn:
         flipped = history.flipped_tasks(conn, row["run_id"])
-    extras = report.test_extras_html(row, flipped, "srv: line 1\nsrv: <done>")
+    extras = test_extras_html(row, flipped, "srv: line 1\nsrv: <done>")
     assert "FAIL (tolerance)" in extras[0]
     assert "HumanEval/10" in extras[1]
     assert "first failing input" in extras[1]
@@ -191,7 +195,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_cli_rebuild_check_merge_and_baselines(tmp_path: Path) -> None:
     a, b = tmp_path / "a" / "history.sqlite", tmp_path / "b" / "history.sqlite"
     _assess(a, tmp_path, "ci-7", ALL_BUT_4, pin=True, ref=80.0)
-    report.assess(b, Session("ci-7", "gpu-2 x86_64 8 cores", "2026-11-26T10:00:00Z"),
+    assess(b, Session("ci-7", "gpu-2 x86_64 8 cores", "2026-11-26T10:00:00Z"),
                   _result(tmp_path, set(range(4)), profile="bench-y"), _ref(80.0, 5.0, "bench-y"),
                   alpha=0.05)
     done = _cli("--db", str(a), "--check")

@@ -20,9 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from plugin.config import Defaults, load_models_conf
+from plugin.config.models_conf import load_models_conf
+from plugin.config.profile import Defaults
 from plugin.errors import ConfigError
-from plugin.server import API_KEY_FILE, build_container_spec, llama_server
+from plugin.server.lifecycle import llama_server
+from plugin.server.spec import API_KEY_FILE, build_container_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("LLAMA_IMAGE", "local/llama.cpp:server")
@@ -155,7 +157,7 @@ def test_the_log_pump_redacts_a_key_cut_across_chunks(tmp_path: Path) -> None:
     """llama-server itself prints only a masked key (``api_keys: ****e123``), so a stand-in
     container feeds the pump a log line with the key split over two chunks, as a stream
     read can cut it."""
-    from plugin.server import _LogPump
+    from plugin.server.logs import LogPump
 
     key = "sk-" + secrets.token_hex(16)
 
@@ -168,7 +170,7 @@ def test_the_log_pump_redacts_a_key_cut_across_chunks(tmp_path: Path) -> None:
                     key.encode()]
 
     log = tmp_path / "server.log"
-    pump = _LogPump(Stream(), log, secrets=[key])
+    pump = LogPump(Stream(), log, secrets=[key])
     pump.run()
     text = log.read_text()
     assert key not in text

@@ -27,9 +27,15 @@ import pytest
 from docker.client import DockerClient
 from docker.errors import APIError, NotFound
 
-from plugin import server
-from plugin.config import Defaults, Profile, load_models_conf
+from plugin.config.models_conf import load_models_conf
+from plugin.config.profile import Defaults, Profile
+from plugin.containers.client import docker_client
+from plugin.containers.labels import LABEL_OWNER_HOST, LABEL_OWNER_PID, harness_labels
+from plugin.containers.reaper import reap_stale_containers
+from plugin.containers.registry import registered_containers
 from plugin.errors import ImageMissingError, ServerStartError
+from plugin.server.lifecycle import ServerHandle, llama_server
+from plugin.server.spec import model_files
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = os.environ.get("LLAMA_IMAGE", "local/llama.cpp:server")
@@ -53,7 +59,7 @@ def profiles() -> dict[str, Profile]:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[DockerClient]:
-    client = server.docker_client()
+    client = docker_client()
     try:
         client.images.get(IMAGE)
     except NotFound:
@@ -131,7 +137,7 @@ def test_start_health_chat_props_log_and_removal(
         profile = profiles["bench-canary"]
     log_path = tmp_path / "logs" / "server.log"
 
-    with server.llama_server(profile, log_path=log_path, run_id=run_id, client=client,
+    with llama_server(profile, log_path=log_path, run_id=run_id, client=client,
                              health_timeout=HEALTH_TIMEOUT) as handle:
         assert handle.base_url.startswith("http://127.0.0.1:")
         assert httpx.get(f"{handle.base_url}/health").status_code == 200
@@ -156,12 +162,12 @@ def test_start_health_chat_props_log_and_removal(
         assert container.attrs["HostConfig"]["PortBindings"]["8080/tcp"][0]["HostIp"] == \
             "127.0.0.1"
         assert container.attrs["Mounts"][0]["RW"] is False
-        assert handle.container_id in server.registered_containers()
+        assert handle.container_id in registered_containers()
         assert "listening on" in wait_for_log(log_path, "listening on")
         assert "listening on" in handle.log_tail()
 
     assert containers_of(client, run_id) == []
-    assert handle.container_id not in server.registered_containers()
+    assert handle.container_id not in registered_containers()
     assert not handle.is_alive()
     assert "load_model" in log_path.read_text()
 
@@ -169,10 +175,10 @@ def test_start_health_chat_props_log_and_removal(
 @pytest.mark.docker
 def test_container_removed_when_the_block_raises(
         client: DockerClient, run_id: str, canary: Profile, tmp_path: Path) -> None:
-    handles: list[server.ServerHandle] = []
+    handles: list[ServerHandle] = []
 
     def fail_inside() -> None:
-        with server.llama_server(canary, log_path=tmp_path / "server.log", run_id=run_id,
+        with llama_server(canary, log_path=tmp_path / "server.log", run_id=run_id,
                                  client=client, health_timeout=HEALTH_TIMEOUT) as handle:
             handles.append(handle)
             raise RuntimeError("boom")
@@ -188,11 +194,11 @@ def test_container_removed_when_the_block_raises(
 @pytest.mark.docker
 def test_teardown_survives_a_container_removed_from_outside(
         client: DockerClient, run_id: str, canary: Profile, tmp_path: Path) -> None:
-    with server.llama_server(canary, log_path=tmp_path / "server.log", run_id=run_id,
+    with llama_server(canary, log_path=tmp_path / "server.log", run_id=run_id,
                              client=client, health_timeout=HEALTH_TIMEOUT) as handle:
         client.api.remove_container(handle.container_id, force=True)
         assert not handle.is_alive()
-    assert handle.container_id not in server.registered_containers()
+    assert handle.container_id not in registered_containers()
 
 
 # --------------------------------------------------------------------------- start failures
@@ -204,7 +210,7 @@ def test_crash_reports_exit_code_and_log_tail(
     broken = replace(canary, extra_args=("--definitely-not-a-flag",))
     log_path = tmp_path / "server.log"
     started = time.monotonic()
-    with pytest.raises(ServerStartError) as info, server.llama_server(
+    with pytest.raises(ServerStartError) as info, llama_server(
             broken, log_path=log_path, run_id=run_id, client=client,
             health_timeout=CRASH_HEALTH_TIMEOUT):
         pytest.fail("must not become healthy")
@@ -231,7 +237,7 @@ def test_health_timeout_reports_what_was_polled_and_log_tail(
     models_dir.mkdir()
     os.mkfifo(models_dir / "never-loads.gguf")
     stuck = replace(canary, models_dir=models_dir, model="never-loads.gguf")
-    with pytest.raises(ServerStartError) as info, server.llama_server(
+    with pytest.raises(ServerStartError) as info, llama_server(
             stuck, log_path=tmp_path / "server.log", run_id=run_id, client=client,
             health_timeout=STUCK_HEALTH_TIMEOUT, poll_interval=0.2):
         pytest.fail("must not become healthy")
@@ -250,7 +256,7 @@ def test_missing_image_is_reported_without_creating_a_container(
         client: DockerClient, run_id: str, canary: Profile, tmp_path: Path) -> None:
     absent = replace(canary, image="local/no-such-image:never")
     with pytest.raises(ImageMissingError, match=r"docker pull local/no-such-image:never"), \
-            server.llama_server(absent, log_path=tmp_path / "log", run_id=run_id, client=client):
+            llama_server(absent, log_path=tmp_path / "log", run_id=run_id, client=client):
         pytest.fail("must not start")
     assert containers_of(client, run_id) == []
 
@@ -261,10 +267,10 @@ def test_gpu_request_reaches_docker_and_fails_cleanly_without_gpu(
     """bench-qwen3-coder's device request (GPUs 0,1) goes to the Engine; this machine has no
     NVIDIA runtime, so the start fails - with the fix in the message and nothing left over."""
     profile = replace(profiles["bench-qwen3-coder"], models_dir=tmp_path, image=IMAGE)
-    for shard in server.model_files(profile):
+    for shard in model_files(profile):
         shard.parent.mkdir(parents=True, exist_ok=True)
         shard.touch()
-    with pytest.raises(ServerStartError) as info, server.llama_server(
+    with pytest.raises(ServerStartError) as info, llama_server(
             profile, log_path=tmp_path / "log", run_id=run_id, client=client):
         pytest.fail("no GPU here")
     message = str(info.value)
@@ -279,10 +285,10 @@ def test_gpu_request_reaches_docker_and_fails_cleanly_without_gpu(
 @pytest.mark.docker
 def test_base_url_profile_gets_a_handle_without_a_container(
         client: DockerClient, run_id: str, canary: Profile, tmp_path: Path) -> None:
-    with server.llama_server(canary, log_path=tmp_path / "server.log", run_id=run_id,
+    with llama_server(canary, log_path=tmp_path / "server.log", run_id=run_id,
                              client=client, health_timeout=HEALTH_TIMEOUT) as running:
         external = replace(canary, base_url=f"{running.base_url}/v1/")
-        with server.llama_server(external, log_path=tmp_path / "external.log",
+        with llama_server(external, log_path=tmp_path / "external.log",
                                  run_id=run_id) as handle:
             assert handle.base_url == running.base_url
             assert handle.container_id == handle.image_id == ""
@@ -299,7 +305,7 @@ def test_unreachable_base_url_says_where_it_came_from(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     external = replace(profiles["bench-canary"], base_url=f"http://127.0.0.1:{port}")
-    with pytest.raises(ServerStartError) as info, server.llama_server(
+    with pytest.raises(ServerStartError) as info, llama_server(
             external, log_path=tmp_path / "log", run_id="x", health_timeout=0.5):
         pytest.fail("nothing listens there")
     assert f"external server http://127.0.0.1:{port} did not answer" in str(info.value)
@@ -317,8 +323,9 @@ def _run_owner(code: str, *, timeout: float = 60) -> subprocess.Popen[str]:
 OWNER = """
     import sys, time
     from pathlib import Path
-    from plugin.config import Defaults, load_models_conf
-    from plugin.server import llama_server
+    from plugin.config.profile import Defaults
+    from plugin.config.models_conf import load_models_conf
+    from plugin.server.lifecycle import llama_server
     conf = load_models_conf("models.conf", Defaults(cpu_image={image!r}))
     profile = conf.profiles["bench-canary"]
     with llama_server(profile, log_path=Path({log!r}), run_id={run_id!r}) as handle:
@@ -358,7 +365,7 @@ def test_container_of_a_killed_owner_is_reaped(
         owner.kill()
         owner.wait(timeout=30)
     still_there = _exists(client, container_id)
-    reaped = server.reap_stale_containers(client)
+    reaped = reap_stale_containers(client)
     # Another process may reap it first (xdist workers, the plugin at session start).
     assert f"llama-bench-bench-canary-{run_id}" in reaped or not still_there
     # the owner's watchdog may be removing it at the same time (409 "in progress")
@@ -366,7 +373,7 @@ def test_container_of_a_killed_owner_is_reaped(
 
 
 def _sleeper(client: DockerClient, run_id: str, name: str, **labels: str) -> Any:
-    all_labels = {**server.harness_labels(run_id=run_id, role="server", profile="bench-x"),
+    all_labels = {**harness_labels(run_id=run_id, role="server", profile="bench-x"),
                   **labels}
     return client.containers.run(IMAGE, ["300"], entrypoint=["sleep"], detach=True,
                                  name=f"{name}-{run_id[:8]}", labels=all_labels)
@@ -380,15 +387,15 @@ def _dead_pid() -> str:
 
 @pytest.mark.docker
 def test_reap_removes_only_dead_owners_of_this_host(client: DockerClient, run_id: str) -> None:
-    dead = _sleeper(client, run_id, "reap-dead", **{server.LABEL_OWNER_PID: _dead_pid()})
+    dead = _sleeper(client, run_id, "reap-dead", **{LABEL_OWNER_PID: _dead_pid()})
     live = _sleeper(client, run_id, "reap-live")
     other_host = _sleeper(client, run_id, "reap-other-host",
-                          **{server.LABEL_OWNER_PID: _dead_pid(),
-                             server.LABEL_OWNER_HOST: "some-other-machine"})
+                          **{LABEL_OWNER_PID: _dead_pid(),
+                             LABEL_OWNER_HOST: "some-other-machine"})
     try:
         # (Other processes on this machine reap too: the container may be gone already.)
-        assert dead.name not in server.reap_stale_containers(client, older_than_s=3600)
-        reaped = server.reap_stale_containers(client)
+        assert dead.name not in reap_stale_containers(client, older_than_s=3600)
+        reaped = reap_stale_containers(client)
         # Another process may reap it first (xdist workers, the plugin at session start).
         assert dead.name in reaped or not _exists(client, dead.id)
         assert live.name not in reaped

@@ -18,7 +18,7 @@ from math import comb
 
 import pytest
 
-from plugin.stats import (
+from plugin.gate.stats import (
     Z95,
     binomial_cdf_half,
     mcnemar_exact,

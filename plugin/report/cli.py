@@ -42,8 +42,9 @@ def add_report_parser(
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from plugin import history, report
-    from plugin.references import FAILING
+    from plugin.gate import history
+    from plugin.gate.verdicts import FAILING
+    from plugin.report.outputs import rebuild
 
     if not args.merge and not args.db.exists():
         print(f"error: {args.db}: no history database; fix: run the benchmarks first or "
@@ -61,7 +62,7 @@ def run_report(args: argparse.Namespace) -> int:
             return 0
     out = args.out or args.db.parent
     try:
-        written = report.rebuild(args.db, out, args.session)
+        written = rebuild(args.db, out, args.session)
     except LookupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,34 +1,20 @@
-"""Generation: one greedy chat completion per task through the OpenAI-compatible API.
-
-Prompts are EvalPlus 0.3.1's openai backend, byte for byte; every sampling parameter is
-sent explicitly (GGUF metadata and server flags can set other defaults). Completions are
-appended to a JSONL store as they arrive, each tagged with the run's fingerprint, so a run
-killed at task k resumes with the remaining requests only, and an unchanged re-run sends
-none. Transient failures are retried; a server that is gone is an infrastructure error
-(:class:`~plugin.errors.ServerDiedError`), never a model failure; so is a server that
-stops answering (a hung or paused process): a watchdog polls its health during the run and
-ends it once /health has failed for ``Retry.hang_timeout_s`` in a row.
-"""
+"""Ask the server: async requests with retries, a watchdog for a hung or dead server."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
 
 from plugin.errors import ServerDiedError
-
-SYSTEM_PROMPT = "You are a helpful assistant good at coding."
-INSTRUCTION = ("Please provide a self-contained Python script that solves the following "
-               "problem in a markdown code block:")
-PROMPT_TEMPLATE_ID = "evalplus-0.3.1-openai-chat"
+from plugin.generation.request import Sampling
+from plugin.generation.store import Completion, CompletionStore
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -52,103 +38,6 @@ def parse_completion_body(response: httpx.Response) -> dict[str, Any]:
     return cast(dict[str, Any], data)
 
 
-def user_message(task_prompt: str) -> str:
-    """EvalPlus codegen: ``prompt.strip() + "\\n"``, then the backend strips it again."""
-    return f"{INSTRUCTION}\n```python\n{task_prompt.strip()}\n```"
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Every parameter that changes a greedy answer, sent with each request."""
-
-    max_tokens: int = 768
-    temperature: float = 0.0
-    top_k: int = 1
-    top_p: float = 0.95  # EvalPlus's value; irrelevant under top_k=1, sent for the record
-    min_p: float = 0.0
-    repeat_penalty: float = 1.0
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    seed: int = 1234
-    cache_prompt: bool = False
-    thinking: str = "auto"  # auto: send nothing; on/off: chat_template_kwargs.enable_thinking
-    reasoning_effort: str | None = None
-
-    def body(self, task_prompt: str) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": "local",
-            "messages": [
-                {"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": user_message(task_prompt)},
-            ],
-            "n": 1,
-            "stream": False,
-        }
-        body.update({k: v for k, v in asdict(self).items()
-                     if k not in ("thinking", "reasoning_effort")})
-        if self.thinking != "auto":
-            body["chat_template_kwargs"] = {"enable_thinking": self.thinking == "on"}
-        if self.reasoning_effort:
-            body["reasoning_effort"] = self.reasoning_effort
-        return body
-
-
-@dataclass(frozen=True)
-class Completion:
-    task_id: str
-    fingerprint: str
-    content: str
-    reasoning_content: str
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
-    reasoning_tokens: int
-    prompt_per_second: float | None
-    predicted_per_second: float | None
-    wall_s: float
-    attempts: int
-    system_fingerprint: str = ""
-
-    @property
-    def outcome(self) -> str:
-        """ok | truncated | no_answer (evaluation later splits ok into pass/fail)."""
-        if not self.content.strip():
-            return "no_answer"
-        if self.finish_reason == "length":
-            return "truncated"
-        return "ok"
-
-    @property
-    def thinking_exhausted(self) -> bool:
-        """The budget ran out while the model was still thinking: no answer at all."""
-        return (self.finish_reason == "length" and bool(self.reasoning_content.strip())
-                and not self.content.strip())
-
-    @classmethod
-    def from_response(cls, task_id: str, fingerprint: str, data: Mapping[str, Any],
-                      wall_s: float, attempts: int) -> Completion:
-        choice = (data.get("choices") or [{}])[0]
-        message = choice.get("message") or {}
-        usage = data.get("usage") or {}
-        timings = data.get("timings") or {}
-        details = usage.get("completion_tokens_details") or {}
-        return cls(
-            task_id=task_id,
-            fingerprint=fingerprint,
-            content=message.get("content") or "",
-            reasoning_content=message.get("reasoning_content") or "",
-            finish_reason=choice.get("finish_reason") or "",
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            reasoning_tokens=int(details.get("reasoning_tokens") or 0),
-            prompt_per_second=timings.get("prompt_per_second"),
-            predicted_per_second=timings.get("predicted_per_second"),
-            wall_s=round(wall_s, 4),
-            attempts=attempts,
-            system_fingerprint=data.get("system_fingerprint") or "",
-        )
-
-
 @dataclass
 class Progress:
     """Counters a progress display reads; updated as completions arrive."""
@@ -170,40 +59,6 @@ class Progress:
         remaining = self.total - self.done
         elapsed = time.monotonic() - self.started
         return elapsed / fresh * remaining if fresh > 0 else None
-
-
-class CompletionStore:
-    """Append-only JSONL of completions; the newest record per (task, fingerprint) wins."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-    def load(self, fingerprint: str) -> dict[str, Completion]:
-        found: dict[str, Completion] = {}
-        if not self.path.exists():
-            return found
-        with self.path.open(encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut short by a kill: the task is simply re-asked
-                if record.get("fingerprint") == fingerprint:
-                    found[record["task_id"]] = Completion(**record)
-        return found
-
-    def append(self, completion: Completion) -> None:
-        """One ``write`` of one whole line on an O_APPEND descriptor: a kill leaves the
-        line entirely there or absent (a cut line is skipped by :meth:`load` anyway)."""
-        line = (json.dumps(asdict(completion)) + "\n").encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            written = os.write(fd, line)
-            while written < len(line):  # a short write (signal, full disk): finish it
-                written += os.write(fd, line[written:])
-        finally:
-            os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -374,23 +229,3 @@ def generate(base_url: str, prompts: Mapping[str, str], sampling: Sampling, stor
                                       relocate))
     merged = {**known, **fresh}
     return {t: merged[t] for t in prompts}, progress
-
-
-def summarize(completions: Iterable[Completion]) -> dict[str, Any]:
-    """Run-level generation statistics."""
-    items = list(completions)
-    rates = [c.predicted_per_second for c in items if c.predicted_per_second]
-    prompt_rates = [c.prompt_per_second for c in items if c.prompt_per_second]
-    return {
-        "n": len(items),
-        "prompt_tokens": sum(c.prompt_tokens for c in items),
-        "completion_tokens": sum(c.completion_tokens for c in items),
-        "reasoning_tokens": sum(c.reasoning_tokens for c in items),
-        "gen_tokens_per_s": round(sum(rates) / len(rates), 2) if rates else None,
-        "prompt_tokens_per_s": round(sum(prompt_rates) / len(prompt_rates), 2)
-        if prompt_rates else None,
-        "request_wall_s": round(sum(c.wall_s for c in items), 3),
-        "no_answer": [c.task_id for c in items if c.outcome == "no_answer"],
-        "thinking_exhausted": [c.task_id for c in items if c.thinking_exhausted],
-        "truncated": [c.task_id for c in items if c.outcome == "truncated"],
-    }

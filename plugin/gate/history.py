@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plugin.references import Baseline
+from plugin.gate.verdicts import Baseline
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 120_000

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from plugin.stats import wilson_interval
+from plugin.gate.stats import wilson_interval
 
 plt.rcParams.update({"svg.hashsalt": "llama-bench", "svg.fonttype": "none",
                      "font.size": 9, "axes.grid": True, "grid.alpha": 0.3})

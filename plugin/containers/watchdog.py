@@ -1,12 +1,13 @@
 """A watchdog that removes a process's containers once that process is dead, however it died.
 
-``finally`` blocks, fixture teardown, ``atexit`` and the SIGTERM handler (plugin.server)
-clean up after every ending Python gets to see. Some it does not see: pytest-timeout's
-``thread`` method (``os._exit``), SIGKILL, the OOM killer. For those, the first container
+``finally`` blocks, fixture teardown, ``atexit`` and the SIGTERM handler
+(plugin.containers.registry) clean up after every ending Python gets to see. Some it
+does not see: pytest-timeout's ``thread`` method (``os._exit``), SIGKILL, the OOM killer. For those, the first container
 this process creates on an engine (a llama-server or a sandbox) starts, once per process
 and engine, a small detached helper in the spirit of Testcontainers' Ryuk::
 
-    python -m plugin.reaper --pid <owner pid> --owner-host <host name> [--docker-host URL]
+    python -m plugin.containers.watchdog --pid <owner pid> --owner-host <host name> \
+        [--docker-host URL]
 
 It checks that the engine answers (if not, it exits at once: code 3), waits for the owner
 to exit (a pidfd on Linux, so no polling; elsewhere a check every 0.5 s), then removes the
@@ -36,17 +37,27 @@ from typing import Any
 from docker.client import DockerClient  # submodule: ./docker/ shadows the SDK for mypy
 from docker.errors import DockerException
 
+from plugin.containers.client import engine_url
+
 EXIT_NO_ENGINE = 3
+
+
 SECOND_SWEEP_AFTER_S = 3.0
+
+
 POLL_S = 0.5
+
+
 CONNECT_TIMEOUT_S = 10
-_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding plugin/
+
 
 _spawned: dict[tuple[int, str | None], subprocess.Popen[bytes] | None] = {}
+
+
 _spawn_lock = threading.Lock()
-
-
-# --------------------------------------------------------------------------- owner side
 
 
 def watch(client: Any) -> None:
@@ -65,24 +76,8 @@ def watch(client: Any) -> None:
             _spawned[key] = _spawn(engine)
 
 
-def engine_url(client: DockerClient) -> str | None:
-    """The URL of the engine ``client`` talks to (None: DOCKER_HOST or the default)."""
-    api = client.api
-    base = str(api.base_url)
-    adapter = getattr(api, "_custom_adapter", None)
-    if base.startswith("http+docker://ssh"):
-        host = getattr(adapter, "ssh_host", None)
-        return f"ssh://{host}" if host else None
-    if base.startswith("http+docker://"):  # a unix socket
-        path = getattr(adapter, "socket_path", None)
-        return f"unix://{path}" if path else None
-    if base.startswith(("http://", "https://")):
-        return "tcp://" + base.split("://", 1)[1]
-    return None
-
-
 def _spawn(engine: str | None) -> subprocess.Popen[bytes] | None:
-    command = [sys.executable, "-m", "plugin.reaper", "--pid", str(os.getpid()),
+    command = [sys.executable, "-m", "plugin.containers.watchdog", "--pid", str(os.getpid()),
                "--owner-host", socket.gethostname()]
     if engine:
         command += ["--docker-host", engine]
@@ -97,15 +92,12 @@ def _spawn(engine: str | None) -> subprocess.Popen[bytes] | None:
         return None
 
 
-# --------------------------------------------------------------------------- reaper side
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     with contextlib.suppress(OSError):
         os.nice(10)
+    from plugin.containers.client import docker_client
     from plugin.errors import DockerUnavailableError
-    from plugin.server import docker_client
 
     try:
         docker_client(args.docker_host, timeout=CONNECT_TIMEOUT_S).close()
@@ -129,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m plugin.reaper",
+        prog="python -m plugin.containers.watchdog",
         description="remove the harness containers of a process once it has exited")
     parser.add_argument("--pid", type=int, required=True, help="the owner process")
     parser.add_argument("--owner-host", default=socket.gethostname(),
@@ -146,9 +138,9 @@ def start_time(pid: int) -> str | None:
     except FileNotFoundError:
         if Path("/proc/self/stat").exists():
             return None
-        from plugin.evaluation import _pid_alive
+        from plugin.containers.owner import pid_alive
 
-        return "?" if _pid_alive(pid) else None
+        return "?" if pid_alive(pid) else None
     except OSError:
         return None
     fields = stat.rsplit(")", 1)[1].split()  # the name in (...) may hold spaces
@@ -174,20 +166,20 @@ def wait_for_exit(pid: int, started: str) -> None:
 
 def sweep(client: DockerClient, pid: int, owner_host: str) -> list[str]:
     """Force-remove the harness containers of ``pid`` on ``owner_host``; their names."""
-    from plugin.server import (
+    from plugin.containers.labels import (
         HARNESS_NAME,
         LABEL_HARNESS,
         LABEL_OWNER_HOST,
         LABEL_OWNER_PID,
-        _remove_container,
     )
+    from plugin.containers.registry import remove_container
 
     labels = [f"{LABEL_HARNESS}={HARNESS_NAME}", f"{LABEL_OWNER_PID}={pid}",
               f"{LABEL_OWNER_HOST}={owner_host}"]
     removed = []
     for entry in client.api.containers(all=True, filters={"label": labels}):
         name = (entry.get("Names") or ["/" + entry["Id"][:12]])[0].lstrip("/")
-        if _remove_container(client, entry["Id"], name, graceful=False):
+        if remove_container(client, entry["Id"], name, graceful=False):
             removed.append(name)
     return removed
 

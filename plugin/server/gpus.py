@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from plugin.config import Profile, cuda_indices
+from plugin.config.profile import Profile, cuda_indices
 
 NVIDIA_CDI_PREFIX = "nvidia.com/gpu="
 #: Refusals of a device request that mean "no such GPU here" (vs. a probe that could not

@@ -1,22 +1,4 @@
-"""Parse ``models.conf``: the INI file that describes every llama-server profile.
-
-The format is the one the user's ``start.sh`` reads (configparser semantics, ``#``/``;``
-comments, ``KEY=value``), so both tools can share one file:
-
-    [bench-qwen3-coder]
-    NAME=Qwen3-Coder-Next UD-Q6_K_XL (benchmark)
-    MODEL=Qwen3-Coder-Next/UD-Q6_K_XL/Qwen3-Coder-Next-UD-Q6_K_XL-00001-of-00003.gguf
-    CTX_SIZE=16384
-    N_GPU_LAYERS=99
-    FIT=off
-    EXTRA_ARGS=--jinja -np 1 -ot blk\\.([0-9]|1[0-2])\\.=CUDA0,exps=CPU
-
-``EXTRA_ARGS`` is one shell-quoted string. It is split like an unquoted ``$EXTRA_ARGS``
-in bash plus quotes: whitespace separates words, quotes group, and backslashes are kept
-literally (``-ot`` regexes such as ``blk\\.`` must reach llama-server unchanged).
-
-Every error is a :class:`~plugin.errors.ConfigError` naming ``file:line`` and the fix.
-"""
+"""Read and validate models.conf: INI parsing, file:line errors, one Profile per section."""
 
 from __future__ import annotations
 
@@ -24,16 +6,23 @@ import codecs
 import configparser
 import os
 import re
-import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from plugin.config.profile import (
+    Defaults,
+    ModelsConf,
+    Profile,
+    guess_quant,
+    infer_gpus,
+    is_count,
+    split_extra_args,
+)
 from plugin.errors import ConfigError
 
-BENCH_PREFIX = "bench-"
-
 REQUIRED_KEYS = ("NAME", "MODEL", "CTX_SIZE")
+
+
 #: Keys a profile may carry, with a one-line meaning (shown in error messages and docs).
 KNOWN_KEYS: Mapping[str, str] = {
     "NAME": "human-readable model name",
@@ -60,6 +49,7 @@ KNOWN_KEYS: Mapping[str, str] = {
                    "it; the key itself is never written in models.conf",
 }
 
+
 #: llama-server flags the harness sets itself; EXTRA_ARGS must not repeat them.
 _RESERVED_FLAGS: Mapping[str, str] = {
     "-m": "MODEL", "--model": "MODEL",
@@ -72,162 +62,14 @@ _RESERVED_FLAGS: Mapping[str, str] = {
     "--api-key-file": "API_KEY_ENV (the harness must know the key to send it)",
 }
 
+
 _SECTION_RE = re.compile(r"^\s*\[(?P<name>.+)\]")  # configparser SECTCRE
+
+
 _KEY_RE = re.compile(r"(?P<key>.*?)\s*=")  # configparser's OPTCRE, delimiter "="
+
+
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_CUDA_RE = re.compile(r"CUDA(\d+)")
-_QUANT_RE = re.compile(r"(UD-)?(I?Q\d(_[A-Z0-9]+)*|MXFP4|F16|BF16|F32)", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Defaults:
-    """Values from outside models.conf (options/env) that override its [DEFAULT] section."""
-
-    models_dir: str | None = None
-    image: str | None = None
-    cpu_image: str | None = None
-    health_timeout: float | None = None
-    max_tokens: int | None = None
-    #: Docker engine for profiles without their own DOCKER_HOST (replaces [DEFAULT]'s).
-    docker_host: str | None = None
-    #: Running server every profile is benchmarked against (replaces every BASE_URL).
-    base_url: str | None = None
-    #: Where each of these came from (setting name -> "command line --bench-cpu-image",
-    #: "environment BENCH_CPU_IMAGE", ...), so errors blame the right place.
-    origins: Mapping[str, str] = field(default_factory=dict, compare=False)
-
-
-@dataclass(frozen=True)
-class Profile:
-    """One section of models.conf, validated."""
-
-    name: str
-    display_name: str
-    model: str
-    models_dir: Path
-    ctx_size: int
-    n_gpu_layers: str
-    fit: str | None
-    extra_args: tuple[str, ...]
-    image: str
-    gpus: tuple[str, ...]
-    max_tokens: int
-    health_timeout: float
-    thinking: str
-    reasoning_effort: str | None
-    docker_host: str | None
-    base_url: str | None
-    quant: str
-    code_from_reasoning: bool
-    source: Path
-    line: int
-    key_lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
-    #: Name of the environment variable with the API key (never the key itself).
-    api_key_env: str | None = None
-    #: Keys whose value came from outside models.conf: key -> where (command line, ...).
-    overrides: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
-
-    @property
-    def is_bench(self) -> bool:
-        return self.name.startswith(BENCH_PREFIX)
-
-    @property
-    def model_path(self) -> Path:
-        return self.models_dir / self.model
-
-    @property
-    def slots(self) -> int:
-        """Parallel slots (``-np``/``--parallel``); llama-server's default here is 1."""
-        value = _flag_value(self.extra_args, ("-np", "--parallel"))
-        return int(value) if value and _is_count(value) else 1
-
-    @property
-    def uses_gpu(self) -> bool:
-        return bool(self.gpus)
-
-    def api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
-        """The server's API key, read from API_KEY_ENV's variable at the time of use.
-
-        Raises ConfigError (naming API_KEY_ENV's line and the fix) when the variable is
-        unset or empty: a profile that asks for a key never runs without one.
-        """
-        if not self.api_key_env:
-            return None
-        value = (os.environ if environ is None else environ).get(self.api_key_env, "")
-        if not value.strip():
-            raise ConfigError(
-                f"profile [{self.name}]: API_KEY_ENV={self.api_key_env}, but the environment "
-                f"variable {self.api_key_env} is unset or empty", path=str(self.source),
-                line=self.key_lines.get("API_KEY_ENV") or self.line,
-                fix=f"export {self.api_key_env}=<the server's API key> before running, or "
-                    "remove API_KEY_ENV")
-        return value.strip()
-
-    def where(self, key: str | None = None) -> str:
-        """Where a key's value came from: the option or variable that replaced it, else
-        ``file:line`` of the key (or of the section)."""
-        if key and key in self.overrides:
-            return self.overrides[key]
-        line = self.key_lines.get(key, self.line) if key else self.line
-        return f"{self.source}:{line}"
-
-
-def _is_count(text: str) -> bool:
-    """ASCII digits only: str.isdigit() also accepts "²" or "٣", which int() or
-    llama-server then reject."""
-    return text.isascii() and text.isdigit()
-
-
-def _flag_value(args: tuple[str, ...], names: tuple[str, ...]) -> str | None:
-    for i, arg in enumerate(args):
-        if arg in names and i + 1 < len(args):
-            return args[i + 1]
-        for name in names:
-            if arg.startswith(name + "="):
-                return arg.split("=", 1)[1]
-    return None
-
-
-def split_extra_args(text: str) -> tuple[str, ...]:
-    """Split EXTRA_ARGS: quotes group words, backslashes stay literal (regexes survive)."""
-    lexer = shlex.shlex(text, posix=True)
-    lexer.whitespace_split = True
-    lexer.escape = ""
-    lexer.commenters = ""
-    return tuple(lexer)
-
-
-def cuda_indices(extra_args: tuple[str, ...]) -> tuple[str, ...]:
-    """CUDA device indices named by ``-ot ...=CUDAn`` overrides, in order of appearance."""
-    found: list[str] = []
-    for i, arg in enumerate(extra_args):
-        value = None
-        if arg in ("-ot", "--override-tensor") and i + 1 < len(extra_args):
-            value = extra_args[i + 1]
-        elif arg.startswith("--override-tensor="):
-            value = arg.split("=", 1)[1]
-        for gpu in _CUDA_RE.findall(value or ""):
-            if gpu not in found:
-                found.append(gpu)
-    return tuple(found)
-
-
-def infer_gpus(extra_args: tuple[str, ...]) -> tuple[str, ...]:
-    """The GPUs to expose for ``-ot ...=CUDAn`` overrides: 0..max(n). Inside the container
-    CUDAn is the n-th GPU it sees, so naming CUDA1 needs two GPUs even when no override
-    names CUDA0 (and the host's GPU n stays CUDAn)."""
-    indices = [int(i) for i in cuda_indices(extra_args)]
-    return tuple(str(i) for i in range(max(indices) + 1)) if indices else ()
-
-
-def guess_quant(model: str) -> str:
-    stem = Path(model).name.removesuffix(".gguf")
-    stem = re.sub(r"-\d{5}-of-\d{5}$", "", stem)
-    matches = [m.group(0) for m in _QUANT_RE.finditer(stem)]
-    return matches[-1].upper() if matches else "-"
-
-
-# --------------------------------------------------------------------------- reading
 
 
 def _read_text(path: Path) -> str:
@@ -314,9 +156,6 @@ def _parse_ini(text: str, path: Path) -> configparser.ConfigParser:
             fix="every line must be [section], KEY=value, a comment, or blank",
         ) from None
     return parser
-
-
-# --------------------------------------------------------------------------- validation
 
 
 class _Section:
@@ -433,7 +272,7 @@ def _gpus(section: _Section, extra_args: tuple[str, ...], n_gpu_layers: str) -> 
         if value.lower() == "all":
             return ("all",)
         ids = tuple(part.strip() for part in value.split(","))
-        if not all(_is_count(part) for part in ids):
+        if not all(is_count(part) for part in ids):
             raise section.error("GPUS", f"GPUS={value!r} is not all, none or ids like 0,1",
                                 "write GPUS=all, GPUS=none or GPUS=0,1")
         return ids
@@ -445,7 +284,7 @@ def _gpus(section: _Section, extra_args: tuple[str, ...], n_gpu_layers: str) -> 
 
 def _n_gpu_layers(section: _Section) -> str:
     value = (section.get("N_GPU_LAYERS") or "0").lower()
-    if value in ("all", "auto") or _is_count(value):
+    if value in ("all", "auto") or is_count(value):
         return value
     raise section.error("N_GPU_LAYERS", f"N_GPU_LAYERS={value!r} is not a layer count",
                         "write N_GPU_LAYERS=<integer>, all or auto")
@@ -526,16 +365,6 @@ def _overrides(section: _Section, gpus: tuple[str, ...], defaults: Defaults) -> 
         used["DOCKER_HOST"] = ("docker-host", defaults.docker_host)
     return {key: origin.get(name, f"--bench-{name}") for key, (name, value) in used.items()
             if value}
-
-
-@dataclass(frozen=True)
-class ModelsConf:
-    path: Path
-    profiles: Mapping[str, Profile]
-
-    @property
-    def bench_profiles(self) -> list[Profile]:
-        return [p for p in self.profiles.values() if p.is_bench]
 
 
 def load_models_conf(path: Path | str, defaults: Defaults | None = None) -> ModelsConf:

@@ -65,7 +65,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> dict[str, object]:
     from plugin.datasets import load_dataset
-    from plugin.evaluation import Limits, evaluate_samples, load_samples
+    from plugin.evaluation.judging import evaluate_samples
+    from plugin.evaluation.plan import Limits
+    from plugin.evaluation.samples import load_samples
 
     if args.workers is not None and args.workers < 1:
         raise BenchError(f"--workers must be at least 1 (got {args.workers})")

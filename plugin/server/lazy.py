@@ -33,9 +33,11 @@ from typing import Any, cast
 
 from filelock import FileLock, Timeout
 
-from plugin.config import Profile
+from plugin.config.profile import Profile
 from plugin.errors import ServerStartError
-from plugin.server import ServerHandle, engine_host, llama_server, read_log_tail
+from plugin.server.lifecycle import ServerHandle, llama_server
+from plugin.server.logs import read_log_tail
+from plugin.server.spec import engine_host
 
 DEFAULT_LOCK_DIR = Path("/tmp/llama-bench-locks")
 ALL_GPUS_LOCK = "gpus-all.lock"

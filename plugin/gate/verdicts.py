@@ -1,179 +1,45 @@
-"""Reference scores (``reference-scores.json``) and the regression gate.
-
-The gate (README "Gate", docs/GATE.md) judges one profile x dataset result against
-
-- the profile's *reference*: its entry in reference-scores.json (published score, a
-  designed score, or a local baseline written down there), or else its pinned baseline
-  run from the history database; the run fails when plus pass@1 < reference - tolerance;
-- the profile's *pinned baseline run* (history database), task by task: the tasks that
-  went pass -> fail and fail -> pass, and an exact McNemar test on them; a significant
-  drop fails even inside the tolerance, an insignificant wobble passes (and is listed).
-
-A rise beyond the tolerance (or a significant rise against the baseline) passes with a
-flag: nobody should trust a score that jumped without a reason.
-"""
+"""The gate's decision: tolerance against the reference, McNemar against the baseline."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-from plugin.errors import ConfigError
-from plugin.stats import Paired, paired_compare
-
-#: dataset name -> key of the plus score in reference-scores.json
-PLUS_KEY = {"humaneval": "humaneval_plus", "mbpp": "mbpp_plus"}
+from plugin.gate.references import Reference
+from plugin.gate.stats import Paired, paired_compare
 
 #: significance level of the McNemar test when none is configured
 DEFAULT_ALPHA = 0.05
 
-PROVENANCE_KINDS = ("published", "designed", "local baseline", "none")
 
 # gate statuses
 PASS = "pass"
+
+
 FAIL_TOLERANCE = "fail_tolerance"
+
+
 FAIL_DROP = "fail_drop"
+
+
 FLAGGED_RISE = "flagged_rise"
+
+
 NO_BASELINE = "no_baseline"
+
+
 PARTIAL = "partial"
+
+
 FAILING = frozenset({FAIL_TOLERANCE, FAIL_DROP})
+
+
 #: what the report shows for each status
 STATUS_LABEL = {
     PASS: "pass", FAIL_TOLERANCE: "FAIL (tolerance)", FAIL_DROP: "FAIL (significant drop)",
     FLAGGED_RISE: "pass, flagged rise", NO_BASELINE: "no baseline yet",
     PARTIAL: "partial (not gated)",
 }
-
-
-@dataclass(frozen=True)
-class Reference:
-    profile: str
-    dataset: str
-    plus_pass_at_1: float | None  # percent
-    base_pass_at_1: float | None
-    tolerance_pp: float
-    provenance: str
-    reference_model: str | None = None
-    provenance_kind: str = "none"
-
-
-@dataclass(frozen=True)
-class Published:
-    model: str
-    scores: Mapping[str, float | None]
-    source: str
-
-
-@dataclass(frozen=True)
-class References:
-    path: Path
-    default_tolerance_pp: float
-    profiles: Mapping[str, Mapping[str, Any]]
-    published: tuple[Published, ...]
-
-    def for_profile(self, profile: str, dataset: str,
-                    tolerance_pp: float | None = None) -> Reference:
-        """The profile's reference; ``tolerance_pp`` (the option) replaces the file's
-        default tolerance, a profile's own ``tolerance_pp`` wins over both."""
-        entry = self.profiles.get(profile, {})
-        tolerance = entry.get("tolerance_pp")
-        if tolerance is None:
-            tolerance = tolerance_pp if tolerance_pp is not None else self.default_tolerance_pp
-        kind, text = provenance_text(entry.get("provenance"))
-        return Reference(
-            profile=profile, dataset=dataset,
-            plus_pass_at_1=entry.get(PLUS_KEY[dataset]),
-            base_pass_at_1=entry.get(dataset),
-            tolerance_pp=float(tolerance),
-            provenance=text or "no entry in reference-scores.json",
-            reference_model=entry.get("reference_model"),
-            provenance_kind=kind,
-        )
-
-    def published_json(self) -> list[dict[str, Any]]:
-        """The published scores as plain JSON (stored with every run in the history)."""
-        return [{"model": p.model, "source": p.source, **dict(p.scores)}
-                for p in self.published]
-
-
-def provenance_text(value: Any) -> tuple[str, str]:
-    """(kind, one-line text) of a provenance entry: a string or an object."""
-    if value is None:
-        return "none", ""
-    if isinstance(value, str):
-        return "none", value
-    kind = str(value.get("kind", "none"))
-    parts = [] if kind == "none" else [kind]
-    if value.get("source"):
-        parts.append(str(value["source"]))
-    if value.get("run_id"):
-        parts.append(f"run {value['run_id']}")
-    if value.get("fingerprint"):
-        parts.append(f"fingerprint {str(value['fingerprint'])[:12]}")
-    if value.get("note"):
-        parts.append(str(value["note"]))
-    if kind == "none":
-        return kind, ", ".join(parts)
-    return kind, ": ".join(parts[:2]) + "".join(f", {p}" for p in parts[2:])
-
-
-def published_from_json(items: Sequence[Mapping[str, Any]]) -> tuple[Published, ...]:
-    return tuple(Published(model=str(i["model"]), source=str(i.get("source", "")),
-                           scores={k: v for k, v in i.items() if k not in ("model", "source")})
-                 for i in items)
-
-
-def load_references(path: Path) -> References:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("reference scores file not found", path=str(path),
-                          fix="create it (see the project's reference-scores.json) or pass "
-                              "--bench-references PATH") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"not valid JSON: {exc.msg}", path=str(path), line=exc.lineno,
-                          fix="fix the JSON syntax") from None
-    meta = data.get("metadata", {})
-    published = tuple(
-        Published(model=name, source=str(entry.get("source", "")),
-                  scores={k: v for k, v in entry.items() if k != "source"})
-        for name, entry in data.get("models", {}).items())
-    profiles = data.get("profiles", {})
-    for name, entry in profiles.items():
-        _check_profile(path, name, entry)
-    return References(path=path,
-                      default_tolerance_pp=float(meta.get("default_tolerance_pp", 5.0)),
-                      profiles=profiles, published=published)
-
-
-def _check_profile(path: Path, name: str, entry: Mapping[str, Any]) -> None:
-    def bad(message: str, fix: str) -> ConfigError:
-        return ConfigError(f"profile {name!r}: {message}", path=str(path), fix=fix)
-
-    for key in (*PLUS_KEY, *PLUS_KEY.values(), "tolerance_pp"):
-        value = entry.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or not 0 <= value <= 100):
-            raise bad(f"{key} = {value!r} is not a percentage",
-                      f"write {key} as a number of percent (80.49) or null")
-    prov = entry.get("provenance")
-    if prov is None or isinstance(prov, str):
-        return
-    kind = prov.get("kind") if isinstance(prov, Mapping) else None
-    if kind not in PROVENANCE_KINDS:
-        raise bad(f"provenance kind {kind!r} is unknown",
-                  f"use one of {', '.join(PROVENANCE_KINDS)}")
-    if kind == "published" and not prov.get("source"):
-        raise bad("a published score needs its source", "add provenance.source")
-    if kind == "local baseline" and not (prov.get("run_id") and prov.get("fingerprint")):
-        raise bad("a local baseline needs run_id and fingerprint",
-                  "copy them from `python -m plugin report --baselines`")
-
-
-# ---------------------------------------------------------------------------- the gate
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,243 @@
+"""Rows rendered as pytest-html cells, summary sections and per-test extras."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from plugin.gate.record import sorted_rows
+from plugin.gate.references import Published
+from plugin.gate.stats import task_sort_key
+from plugin.gate.verdicts import STATUS_LABEL
+
+COLUMNS = ("Profile", "Quant", "Dataset", "base pass@1 [95% CI]", "plus pass@1 [95% CI]",
+           "Reference", "Delta", "Gate", "No answer", "tok/s", "Load s", "Wall s")
+
+
+DATASET_TITLE = {"humaneval": ("HumanEval", "HumanEval+"), "mbpp": ("MBPP", "MBPP+")}
+
+
+FLIP_DETAIL_LIMIT = 25
+
+
+
+
+
+
+def fmt_pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def fmt_pp(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f}pp"
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def fmt_interval(ci: Sequence[float] | None) -> str:
+    return "" if not ci else f"[{ci[0]:.1f}, {ci[1]:.1f}]"
+
+
+def fmt_ref(row: Mapping[str, Any]) -> str:
+    if row.get("reference") is None:
+        return "not published"
+    from_baseline = row.get("reference_file") is None
+    return fmt_pct(row["reference"]) + (" (baseline)" if from_baseline else "")
+
+
+def gate_label(row: Mapping[str, Any]) -> str:
+    label = STATUS_LABEL.get(str(row["gate"]), str(row["gate"]))
+    paired = row.get("paired")
+    if paired and (paired["b"] or paired["c"]):
+        label += (f" (flips: {paired['b']} down, {paired['c']} up, "
+                  f"p={paired['p_value']:.2g})")
+    return label
+
+
+def _score(row: Mapping[str, Any], which: str) -> str:
+    return (f"{fmt_pct(row[f'{which}_pass_at_1'])} {fmt_interval(row.get(f'{which}_ci'))} "
+            f"({row[f'{which}_passed']}/{row['n_tasks']})")
+
+
+def row_cells(row: Mapping[str, Any]) -> list[str]:
+    wall = (row.get("gen_wall_s") or 0.0) + (row.get("eval_wall_s") or 0.0)
+    return [row["profile"], row["quant"], row["dataset"], _score(row, "base"),
+            _score(row, "plus"), fmt_ref(row), fmt_pp(row["delta_pp"]), gate_label(row),
+            str(row["no_answer"]), _num(row["tokens_per_s"]), _num(row["load_time_s"]),
+            _num(wall)]
+
+
+def table_header(cells: list[str]) -> None:
+    cells[2:2] = [f'<th class="sortable" data-column-type="bench{i}">{html.escape(c)}</th>'
+                  for i, c in enumerate(COLUMNS)]
+
+
+def table_row(row: Mapping[str, Any] | None, cells: list[str]) -> None:
+    values = row_cells(row) if row else ["-"] * len(COLUMNS)
+    gate_class = f" gate-{row['gate']}" if row else ""
+    cells[2:2] = [f'<td class="col-bench{i}{gate_class if i == 7 else ""}">'
+                  f"{html.escape(v)}</td>" for i, v in enumerate(values)]
+
+
+def _html_table(header: Sequence[str], rows: Iterable[Sequence[str]],
+                css: str = "bench-summary") -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                   for r in rows)
+    return (f'<table class="{css}" border="1" cellpadding="4">'
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+STYLE = """<style>
+.bench-summary { border-collapse: collapse; margin: 6px 0 14px; font-size: 13px; }
+.bench-summary th { background: #eee; }
+.bench-plots figure { display: inline-block; margin: 6px; vertical-align: top; }
+.bench-plots svg { max-width: 760px; height: auto; }
+.bench-extra { max-width: 1200px; }
+.bench-extra pre { background: #f6f6f6; padding: 6px; max-height: 320px; overflow: auto;
+  white-space: pre-wrap; word-break: break-all; }
+.bench-flips td { vertical-align: top; }
+.bench-flips pre { max-height: 120px; margin: 0; }
+td.gate-fail_tolerance, td.gate-fail_drop { color: #b00; font-weight: bold; }
+td.gate-flagged_rise { color: #b60; font-weight: bold; }
+</style>"""
+
+
+def plots_html(rows: Sequence[Mapping[str, Any]],
+               trend: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    from plugin.report import plots
+
+    figures = [("bench-plot-pass", "pass@1 per profile", plots.pass_at_1_svg(rows)),
+               ("bench-plot-trend", "history trend", plots.trend_svg(trend)),
+               ("bench-plot-throughput", "throughput", plots.throughput_svg(rows))]
+    return '<div class="bench-plots">' + "".join(
+        f'<figure id="{fid}">{svg}<figcaption>{html.escape(cap)}</figcaption></figure>'
+        for fid, cap, svg in figures) + "</div>"
+
+
+def _unscored_html(unscored: Sequence[Mapping[str, str]]) -> list[str]:
+    if not unscored:
+        return []
+    body = [[u["profile"], u["dataset"], u["outcome"], u["reason"]]
+            for u in sorted(unscored, key=lambda u: (u["profile"], u["dataset"]))]
+    return ['<h2 id="bench-unscored">Selected profiles without a score</h2>',
+            _html_table(["Profile", "Dataset", "Outcome", "Reason"], body)]
+
+
+def summary_sections(rows: Sequence[Mapping[str, Any]], published: Sequence[Published],
+                     trend: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+                     unscored: Sequence[Mapping[str, str]] = ()) -> list[str]:
+    """The report's summary: profiles without a score, the seed's two tables, the gate,
+    the plots."""
+    rows = sorted_rows(rows)
+    local_header, local_body = _local_table(rows)
+    comp_header, comp_body = comparison_table(rows, published)
+    gate_header, gate_body = _gate_table(rows)
+    sections = [
+        STYLE,
+        *_unscored_html(unscored),
+        '<h2 id="bench-local">Local results (pass@1, greedy)</h2>',
+        _html_table(local_header, local_body),
+        '<h2 id="bench-comparison">Comparison with published scores</h2>',
+        _html_table(comp_header, comp_body),
+        '<h2 id="bench-gate">Gate</h2>',
+        _html_table(gate_header, gate_body),
+        "<p>Gate (README \"Gate\"): fails when plus pass@1 &lt; reference - tolerance, or "
+        "when the exact McNemar test on the tasks that flipped against the pinned baseline "
+        "shows a significant drop; a rise beyond the tolerance passes with a flag. "
+        "Intervals: 95% Wilson. 'not published' = no published score found.</p>",
+    ]
+    if trend is not None:
+        sections += ['<h2 id="bench-plots">Plots</h2>', plots_html(rows, trend)]
+    return sections
+
+
+def _local_table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    header = ["Model", "Profile", "Quant", "Dataset", "base", "plus", "plus 95% CI",
+              "Reference", "Delta", "Gate", "No answer", "Truncated", "tok/s", "Build"]
+    body = [[r["name"], r["profile"], r["quant"], r["dataset"], fmt_pct(r["base_pass_at_1"]),
+             fmt_pct(r["plus_pass_at_1"]), fmt_interval(r.get("plus_ci")), fmt_ref(r),
+             fmt_pp(r["delta_pp"]), gate_label(r), str(r["no_answer"]), str(r["truncated"]),
+             _num(r["tokens_per_s"]), str(r["build_info"])] for r in rows]
+    return header, body
+
+
+def comparison_table(rows: Sequence[Mapping[str, Any]], published: Sequence[Published],
+                      bold: bool = False) -> tuple[list[str], list[list[str]]]:
+    header = ["Model", "HumanEval", "HumanEval+", "Source"]
+    body = []
+    for pub in published:
+        he, hep = pub.scores.get("humaneval"), pub.scores.get("humaneval_plus")
+        body.append([pub.model, fmt_pct(he) if he is not None else "not published",
+                     fmt_pct(hep) if hep is not None else "not published", pub.source])
+    for r in rows:
+        if r["dataset"] == "humaneval" and not r["partial"]:
+            cells = [f"Local: {r['name']} ({r['quant']})", fmt_pct(r["base_pass_at_1"]),
+                     fmt_pct(r["plus_pass_at_1"]), "Local benchmark"]
+            body.append([f"**{c}**" for c in cells] if bold else cells)
+    return header, body
+
+
+def _gate_table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    header = ["Profile", "Dataset", "Gate", "Reference (provenance)", "Baseline run",
+              "pass->fail", "fail->pass", "McNemar p"]
+    body = []
+    for r in rows:
+        p = r.get("paired")
+        body.append([r["profile"], r["dataset"], STATUS_LABEL.get(r["gate"], r["gate"]),
+                     f"{fmt_ref(r)} +/- {r['tolerance_pp']:.1f} pp ({r['provenance']})"
+                     if r.get("reference") is not None else f"not published ({r['provenance']})",
+                     r.get("baseline_run") or "none pinned",
+                     _flips(p, "regressed"), _flips(p, "fixed"),
+                     f"{p['p_value']:.3g} (n={p['n_common']})" if p else "-"])
+    return header, body
+
+
+def _flips(paired: Mapping[str, Any] | None, key: str, limit: int = 12) -> str:
+    if not paired:
+        return "-"
+    tasks = list(paired[key])
+    more = f" (+{len(tasks) - limit})" if len(tasks) > limit else ""
+    return f"{len(tasks)}: " + ", ".join(tasks[:limit]) + more if tasks else "0"
+
+
+def test_extras_html(row: Mapping[str, Any], flipped: Sequence[Mapping[str, Any]],
+                     log_tail: str) -> list[str]:
+    """HTML fragments for one test: the gate's verdict, flipped tasks, server log tail."""
+    parts = [f'<div class="bench-extra bench-gate-detail"><h4>Gate: '
+             f"{html.escape(gate_label(row))}</h4><p>{html.escape(row['gate_message'])}</p>"
+             f"<p>run {html.escape(str(row.get('run_id')))}, fingerprint "
+             f"{html.escape(str(row['fingerprint']))}</p></div>"]
+    if flipped:
+        parts.append(_flips_html(flipped))
+    if log_tail:
+        parts.append(f'<div class="bench-extra bench-log"><h4>llama-server log (tail)</h4>'
+                     f"<pre>{html.escape(log_tail)}</pre></div>")
+    return parts
+
+
+def _flips_html(flipped: Sequence[Mapping[str, Any]]) -> str:
+    ordered = sorted(flipped, key=lambda f: (f["flip"] != "pass->fail",
+                                             task_sort_key(f["task_id"])))
+    rows = "".join(
+        f"<tr><td>{html.escape(f['task_id'])}</td><td>{html.escape(f['flip'])}</td>"
+        f"<td><pre>{html.escape(f.get('solution') or '')}</pre></td>"
+        f"<td><pre>{html.escape(f.get('fail_input') or '-')}</pre></td></tr>"
+        for f in ordered[:FLIP_DETAIL_LIMIT])
+    more = (f"<p>... and {len(ordered) - FLIP_DETAIL_LIMIT} more (history database, "
+            f"table tasks)</p>" if len(ordered) > FLIP_DETAIL_LIMIT else "")
+    return (f'<div class="bench-extra bench-flips"><h4>Tasks that flipped against the '
+            f"baseline ({len(ordered)})</h4><table class=\"bench-summary\" border=\"1\">"
+            "<thead><tr><th>task</th><th>flip</th><th>code now</th><th>first failing input"
+            f"</th></tr></thead><tbody>{rows}</tbody></table>{more}</div>")
+
+
+def summary_page(rows: Sequence[Mapping[str, Any]], published: Sequence[Published],
+                 trend: Mapping[str, Sequence[Mapping[str, Any]]], title: str,
+                 unscored: Sequence[Mapping[str, str]] = ()) -> str:
+    body = "\n".join(summary_sections(rows, published, trend, unscored))
+    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}'
+            f"</title></head><body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n")

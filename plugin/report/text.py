@@ -1,0 +1,99 @@
+"""Rows rendered as text: the terminal table, REPORT.md, the profile list."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from plugin.config.profile import Profile
+from plugin.gate.record import sorted_rows
+from plugin.gate.references import Published
+from plugin.gate.verdicts import STATUS_LABEL
+from plugin.report.html import (
+    COLUMNS,
+    DATASET_TITLE,
+    comparison_table,
+    fmt_interval,
+    fmt_pct,
+    fmt_pp,
+    fmt_ref,
+    gate_label,
+    row_cells,
+)
+
+
+def unscored_lines(unscored: Sequence[Mapping[str, str]]) -> list[str]:
+    """One line per selected profile x dataset that produced no score, with its reason."""
+    return [f"{u['profile']} ({u['dataset']}): {u['outcome']}: {u['reason']}"
+            for u in sorted(unscored, key=lambda u: (u["profile"], u["dataset"]))]
+
+
+def terminal_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    rows = sorted_rows(rows)
+    widths = [max(len(COLUMNS[i]), *(len(row_cells(r)[i]) for r in rows))
+              for i in range(len(COLUMNS))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*COLUMNS)] + [fmt.format(*row_cells(r)) for r in rows]
+
+
+def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _md_local(rows: Sequence[Mapping[str, Any]], dataset: str) -> list[str]:
+    base_name, plus_name = DATASET_TITLE.get(dataset, (dataset, dataset + "+"))
+    body = [[r["name"], r["quant"], fmt_pct(r["base_pass_at_1"]), fmt_pct(r["plus_pass_at_1"]),
+             fmt_interval(r.get("plus_ci")), fmt_ref(r), fmt_pp(r["delta_pp"]), gate_label(r)]
+            for r in rows if r["dataset"] == dataset]
+    if not body:
+        return []
+    return [f"## Local {plus_name} Results (pass@1, greedy)",
+            _md_table(["Model", "Quant", base_name, plus_name, f"{plus_name} 95% CI",
+                       "Reference", "vs ref", "Gate"], body)]
+
+
+def _md_gate(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    lines = []
+    for r in rows:
+        lines.append(f"- **{r['profile']}** ({r['dataset']}): "
+                     f"{STATUS_LABEL.get(r['gate'], r['gate'])}. {r['gate_message']}")
+    return ["## Gate", "\n".join(lines)] if lines else []
+
+
+def markdown_report(rows: Sequence[Mapping[str, Any]], published: Sequence[Published],
+                    date: str | None = None,
+                    unscored: Sequence[Mapping[str, str]] = ()) -> str:
+    """REPORT.md in the seed's format; a pure function of the rows and published scores."""
+    rows = sorted_rows(rows)
+    if date is None:
+        stamps = [str(r["recorded"]) for r in rows if r.get("recorded")]
+        date = min(stamps)[:10] if stamps else datetime.date.today().isoformat()
+    parts = [f"# Benchmark Results — {date}"]
+    if unscored:
+        parts += ["## Selected Profiles Without a Score",
+                  "\n".join(f"- **{line.split(' ', 1)[0]}** {line.split(' ', 1)[1]}"
+                            for line in unscored_lines(unscored))]
+    for dataset in sorted({str(r["dataset"]) for r in rows}):
+        parts += _md_local(rows, dataset)
+    comp_header, comp_body = comparison_table(rows, published, bold=True)
+    parts += ["## Comparison with Published Scores", _md_table(comp_header, comp_body)]
+    parts += _md_gate(rows)
+    sessions = sorted({str(r.get("session")) for r in rows if r.get("session")})
+    if sessions:
+        parts.append(f"Run {', '.join(sessions)}. Intervals: 95% Wilson; gate: README "
+                     "\"Gate\". Rebuild: `python -m plugin report`.")
+    return "\n\n".join(parts) + "\n"
+
+
+def profile_table(profiles: Sequence[Profile]) -> list[str]:
+    header = ("profile", "ctx", "gpus", "image", "exists", "model")
+    rows = [(p.name, str(p.ctx_size), ",".join(p.gpus) or "cpu", p.image,
+             "yes" if p.base_url or p.model_path.exists() else "MISSING",
+             p.base_url or str(p.model_path)) for p in profiles]
+    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) if rows else len(header[i])
+              for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*header)] + [fmt.format(*r) for r in rows]
