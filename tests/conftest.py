@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -30,7 +29,8 @@ from typing import Any
 
 import pytest
 
-from plugin.containers.owner import pid_alive
+from plugin.containers.labels import LABEL_OWNER_PID
+from plugin.containers.owner import owner_gone
 
 # The suite behaves the same on a workstation and in CI: CI=true turns gate mode
 # (--bench-strict) on by default, so it is taken out of the environment of every run the
@@ -90,16 +90,9 @@ def _harness_containers(client: Any) -> list[dict[str, Any]]:
 
 
 def _ours(entry: dict[str, Any]) -> bool:
+    """Made by this test process, or by a process of this host that is gone."""
     labels = entry.get("Labels") or {}
-    host = labels.get("bench.owner_host")
-    if host and host != socket.gethostname():
-        return False
-    pid = labels.get("bench.owner_pid") or labels.get("bench.pid") or ""
-    return not pid.isdigit() or int(pid) == os.getpid() or not _alive(int(pid))
-
-
-def _alive(pid: int) -> bool:
-    return pid_alive(pid)
+    return labels.get(LABEL_OWNER_PID) == str(os.getpid()) or owner_gone(labels)
 
 
 def _describe(entry: dict[str, Any]) -> str:

@@ -27,13 +27,13 @@ from plugin.config.models_conf import load_models_conf
 from plugin.config.profile import Defaults, Profile
 from plugin.containers import registry
 from plugin.containers.client import remote_hostname
-from plugin.containers.owner import owner_alive
+from plugin.containers.labels import LABEL_OWNER_HOST, LABEL_OWNER_PID
+from plugin.containers.owner import owner_gone
 from plugin.containers.registry import (
     _sigterm_handler,
     cleanup_all,
     register_cleanup,
     registered_containers,
-    registry_add,
     unregister_cleanup,
 )
 from plugin.errors import ModelFileMissingError
@@ -350,12 +350,19 @@ def test_read_log_tail(tmp_path: Path) -> None:
     assert read_log_tail(log).splitlines()[0] == "line 60"
 
 
-def test_owner_alive() -> None:
-    assert owner_alive(str(os.getpid()))
-    assert not owner_alive(str(_pid_of_finished_process()))
-    assert not owner_alive(None)
-    assert not owner_alive("not-a-pid")
-    assert not owner_alive("0")
+def test_owner_gone() -> None:
+    here = {LABEL_OWNER_HOST: socket.gethostname()}
+    assert not owner_gone({**here, LABEL_OWNER_PID: str(os.getpid())})
+    assert owner_gone({**here, LABEL_OWNER_PID: str(_pid_of_finished_process())})
+    assert owner_gone(here)
+    assert owner_gone({**here, LABEL_OWNER_PID: "not-a-pid"})
+    assert owner_gone({**here, LABEL_OWNER_PID: "0"})
+    # another host's pids are not ours to judge
+    assert not owner_gone({LABEL_OWNER_HOST: "elsewhere",
+                           LABEL_OWNER_PID: str(_pid_of_finished_process())})
+    # sandboxes of earlier versions: only bench.pid, always local
+    assert owner_gone({"bench.pid": str(_pid_of_finished_process())})
+    assert not owner_gone({"bench.pid": str(os.getpid())})
 
 
 def _pid_of_finished_process() -> int:
@@ -393,8 +400,8 @@ def no_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("no_hooks")
 def test_cleanup_all_removes_registered_containers_once() -> None:
     client = FakeClient()
-    registry_add(client, "id-1", "one")
-    registry_add(client, "id-2", "two")
+    register_cleanup(client, "id-1", "one")
+    register_cleanup(client, "id-2", "two")
     assert registered_containers() == {"id-1": "one", "id-2": "two"}
     assert cleanup_all() == ["one", "two"]
     assert client.api.removed == ["id-1", "id-2"]
@@ -415,7 +422,7 @@ def test_public_registration_for_containers_started_elsewhere() -> None:
 @pytest.mark.usefixtures("no_hooks")
 def test_sigterm_handler_cleans_up_then_chains_previous_handler() -> None:
     client = FakeClient()
-    registry_add(client, "id-1", "one")
+    register_cleanup(client, "id-1", "one")
     calls: list[int] = []
 
     def previous(signum: int, frame: FrameType | None) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 import support
 
-from plugin.containers.client import docker_client_from_env
+from plugin.containers import client as containers
 from plugin.datasets import SHARED_DATASETS_DIR, Dataset, load_dataset
 from plugin.evaluation.backends import DEFAULT_IMAGE
 from plugin.evaluation.judging import evaluate_samples
@@ -55,7 +55,7 @@ RSS_GROWTH_BOUND = 64 << 20
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def docker_client() -> Iterator[Any]:
-    client = docker_client_from_env()
+    client = containers.docker_client(timeout=120)
     try:
         client.images.get(IMAGE)
     except Exception:

@@ -15,7 +15,8 @@ from plugin.gate import history
 from plugin.gate.assess import assess
 from plugin.gate.history import Session
 from plugin.gate.references import Reference, load_references
-from plugin.report.html import COLUMNS, summary_sections, table_header, table_row, test_extras_html
+from plugin.report import html as report_html
+from plugin.report.html import COLUMNS, summary_sections, table_header, table_row
 from plugin.report.outputs import rebuild, render_outputs
 from plugin.report.text import markdown_report
 from plugin.runner import BenchResult
@@ -180,7 +181,7 @@ def test_html_cells_summary_and_extras(tmp_path: Path) -> None:
         assert f'id="{anchor}"' in sections
     with history.opened(db) as conn:
         flipped = history.flipped_tasks(conn, row["run_id"])
-    extras = test_extras_html(row, flipped, "srv: line 1\nsrv: <done>")
+    extras = report_html.test_extras_html(row, flipped, "srv: line 1\nsrv: <done>")
     assert "FAIL (tolerance)" in extras[0]
     assert "HumanEval/10" in extras[1]
     assert "first failing input" in extras[1]

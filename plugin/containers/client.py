@@ -1,26 +1,23 @@
-"""x"""
+"""The Docker client: the one place that connects to an engine, and facts about it."""
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from docker.client import DockerClient  # submodule: ./docker/ shadows the SDK for mypy
-from docker.errors import DockerException
-
-from plugin.errors import (
-    DockerUnavailableError,
-)
+from plugin.containers.sdk import DockerClient, DockerException
+from plugin.errors import DockerUnavailableError
 
 _REMOTE_SCHEMES = ("tcp", "ssh", "http", "https")
 
 
-def docker_client(host: str | None = None, *, timeout: int = 60) -> DockerClient:
+def docker_client(host: str | None = None, *, timeout: int = 60,
+                  fix: str = "") -> DockerClient:
     """A client for ``host`` (``unix://``, ``tcp://``, ``ssh://``) or DOCKER_HOST / default.
 
-    Raises DockerUnavailableError naming the engine and how to make it reachable.
+    Raises DockerUnavailableError naming the engine and how to make it reachable
+    (``fix``: a further way out, said after the usual ones).
     """
     try:
         if host:
@@ -36,7 +33,7 @@ def docker_client(host: str | None = None, *, timeout: int = 60) -> DockerClient
             "  fix: start the daemon (systemctl start docker, or "
             "nohup dockerd >/var/log/dockerd.log 2>&1 &), or point DOCKER_HOST / "
             "--bench-docker-host / DOCKER_HOST= in models.conf at a reachable engine"
-        ) from None
+            + (f"; {fix}" if fix else "")) from None
     return client
 
 
@@ -61,6 +58,7 @@ def container_running(client: DockerClient, container_id: str) -> bool:
 
 
 def first_line(exc: BaseException) -> str:
+    """The first line of a Docker error's explanation (or of any exception)."""
     text = str(getattr(exc, "explanation", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -79,19 +77,3 @@ def engine_url(client: DockerClient) -> str | None:
     if base.startswith(("http://", "https://")):
         return "tcp://" + base.split("://", 1)[1]
     return None
-
-
-def docker_client_from_env() -> Any:
-    """A docker SDK client, or DockerUnavailableError saying how to fix it."""
-    docker = importlib.import_module("docker")
-    where = os.environ.get("DOCKER_HOST") or "the local socket (unix:///var/run/docker.sock)"
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except Exception as exc:
-        raise DockerUnavailableError(
-            f"cannot reach the Docker engine at {where} ({type(exc).__name__}: {exc}); fix: "
-            "start it (e.g. 'nohup dockerd >/var/log/dockerd.log 2>&1 &') or set DOCKER_HOST; "
-            "without Docker use --sandbox local (NOT a sandbox: runs generated code as you)"
-        ) from exc
-    return client

@@ -1,23 +1,20 @@
-"""x"""
+"""Is the process that owns a container still alive?"""
 
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Mapping
 
+from plugin.containers.labels import LABEL_OWNER_HOST, LABEL_OWNER_PID
 
-def owner_alive(pid_label: str | None) -> bool:
-    if not pid_label or not pid_label.isdigit() or int(pid_label) <= 0:
-        return False
-    try:
-        os.kill(int(pid_label), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+LEGACY_PID = "bench.pid"
 
 
 def pid_alive(pid: int) -> bool:
+    """A process with this pid exists on this host (perhaps another user's)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -25,3 +22,15 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def owner_gone(labels: Mapping[str, str]) -> bool:
+    """The container was made on this host by a process that no longer runs (or names no
+    owner pid). A container of another host is never judged gone: its pids are not ours.
+    (Sandboxes of earlier versions carry only ``bench.pid``, and were always local.)"""
+    legacy = LEGACY_PID in labels and LABEL_OWNER_PID not in labels
+    host = labels.get(LABEL_OWNER_HOST) or (socket.gethostname() if legacy else None)
+    if host != socket.gethostname():
+        return False
+    pid = labels.get(LEGACY_PID if legacy else LABEL_OWNER_PID, "")
+    return not (pid.isascii() and pid.isdigit() and pid_alive(int(pid)))

@@ -11,39 +11,23 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from docker.client import DockerClient  # submodule: ./docker/ shadows the SDK for mypy
-from docker.errors import APIError, DockerException, NotFound
+from plugin.containers.sdk import APIError, DockerClient, DockerException, NotFound
 
 STOP_TIMEOUT_S = 5
-
-
 _REGISTRY: dict[str, tuple[Any, str]] = {}
-
-
 _REGISTRY_LOCK = threading.RLock()  # re-entrant: the SIGTERM handler may run mid-update
-
-
 _hooks = {"atexit": False, "sigterm": False}
 
 
 def register_cleanup(client: DockerClient, container_id: str, name: str) -> None:
     """Have :func:`cleanup_all` remove this container at exit or on SIGTERM unless
-    :func:`unregister_cleanup` is called first (for containers started elsewhere, e.g.
-    the evaluation sandbox)."""
-    registry_add(client, container_id, name)
-
-
-def unregister_cleanup(container_id: str) -> None:
-    registry_remove(container_id)
-
-
-def registry_add(client: DockerClient, container_id: str, name: str) -> None:
+    :func:`unregister_cleanup` is called first."""
     _install_exit_hooks()
     with _REGISTRY_LOCK:
         _REGISTRY[container_id] = (client, name)
 
 
-def registry_remove(container_id: str) -> None:
+def unregister_cleanup(container_id: str) -> None:
     with _REGISTRY_LOCK:
         _REGISTRY.pop(container_id, None)
 

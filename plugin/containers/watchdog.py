@@ -2,9 +2,10 @@
 
 ``finally`` blocks, fixture teardown, ``atexit`` and the SIGTERM handler
 (plugin.containers.registry) clean up after every ending Python gets to see. Some it
-does not see: pytest-timeout's ``thread`` method (``os._exit``), SIGKILL, the OOM killer. For those, the first container
-this process creates on an engine (a llama-server or a sandbox) starts, once per process
-and engine, a small detached helper in the spirit of Testcontainers' Ryuk::
+does not see: pytest-timeout's ``thread`` method (``os._exit``), SIGKILL, the OOM killer.
+For those, the first container this process creates on an engine (a llama-server or a
+sandbox) starts, once per process and engine, a small detached helper in the spirit
+of Testcontainers' Ryuk::
 
     python -m plugin.containers.watchdog --pid <owner pid> --owner-host <host name> \
         [--docker-host URL]
@@ -37,7 +38,11 @@ from typing import Any
 from docker.client import DockerClient  # submodule: ./docker/ shadows the SDK for mypy
 from docker.errors import DockerException
 
-from plugin.containers.client import engine_url
+from plugin.containers.client import docker_client, engine_url
+from plugin.containers.labels import HARNESS_NAME, LABEL_HARNESS, LABEL_OWNER_HOST, LABEL_OWNER_PID
+from plugin.containers.owner import pid_alive
+from plugin.containers.registry import remove_container
+from plugin.errors import DockerUnavailableError
 
 EXIT_NO_ENGINE = 3
 
@@ -96,8 +101,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     with contextlib.suppress(OSError):
         os.nice(10)
-    from plugin.containers.client import docker_client
-    from plugin.errors import DockerUnavailableError
 
     try:
         docker_client(args.docker_host, timeout=CONNECT_TIMEOUT_S).close()
@@ -138,7 +141,6 @@ def start_time(pid: int) -> str | None:
     except FileNotFoundError:
         if Path("/proc/self/stat").exists():
             return None
-        from plugin.containers.owner import pid_alive
 
         return "?" if pid_alive(pid) else None
     except OSError:
@@ -166,13 +168,6 @@ def wait_for_exit(pid: int, started: str) -> None:
 
 def sweep(client: DockerClient, pid: int, owner_host: str) -> list[str]:
     """Force-remove the harness containers of ``pid`` on ``owner_host``; their names."""
-    from plugin.containers.labels import (
-        HARNESS_NAME,
-        LABEL_HARNESS,
-        LABEL_OWNER_HOST,
-        LABEL_OWNER_PID,
-    )
-    from plugin.containers.registry import remove_container
 
     labels = [f"{LABEL_HARNESS}={HARNESS_NAME}", f"{LABEL_OWNER_PID}={pid}",
               f"{LABEL_OWNER_HOST}={owner_host}"]

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,15 +14,16 @@ import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
-from plugin.containers import watchdog
-from plugin.containers.client import docker_client_from_env
-from plugin.containers.labels import LABEL_OWNER_HOST, LABEL_OWNER_PID, LABELS
-from plugin.containers.registry import register_cleanup, unregister_cleanup
+from plugin.containers.client import docker_client
+from plugin.containers.labels import LABEL_PURPOSE, ROLE_SANDBOX, harness_labels
+from plugin.containers.managed import managed_container
+from plugin.containers.sdk import APIError, DockerException, ImageNotFound, Ulimit
 from plugin.datasets import PROJECT_ROOT
 from plugin.errors import DockerUnavailableError, SandboxError
 from plugin.evaluation.events import Events, read_events
 from plugin.evaluation.plan import Limits
 from plugin.sandbox import protocol
+from plugin.sandbox.compat import evalplus_version
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +42,8 @@ SANDBOX_CPU_SHARES = 8192  # Docker's default is 1024
 SANDBOX_DIR = Path(__file__).resolve().parents[1] / "sandbox"  # plugin/sandbox
 
 
+NO_DOCKER_FIX = ("without Docker use --sandbox local (NOT a sandbox: runs generated code "
+                 "as you)")
 LOCAL_WARNING = (
     "sandbox='local': generated code runs as YOUR user on this machine, with your files, "
     "network and environment. This is NOT a sandbox; use it only for code you trust."
@@ -72,7 +73,8 @@ class DockerSandbox:
     """Runs the runner in one hardened container per call; always removes it."""
 
     def __init__(self, image: str = DEFAULT_IMAGE, client: Any = None) -> None:
-        self.client = client if client is not None else docker_client_from_env()
+        self.client = (client if client is not None
+                       else docker_client(timeout=120, fix=NO_DOCKER_FIX))
         self.image_name = image
         self.image = _find_image(self.client, image)
 
@@ -101,36 +103,27 @@ class DockerSandbox:
              purpose: str) -> Events:
         volumes = {str(SANDBOX_DIR): {"bind": protocol.RUNNER_MOUNT, "mode": "ro"}, **volumes}
         spec = sandbox_container_spec(self.image_name, args, volumes, workers, purpose)
-        docker_errors = importlib.import_module("docker.errors")
         what = f"sandbox container ({purpose}, image {self.image_name})"
-        watchdog.watch(self.client)  # removes the container if this process is killed
         try:
-            container = self.client.containers.create(**spec)
-        except docker_errors.DockerException as exc:
-            raise SandboxError(f"cannot create the {what}: {exc}") from exc
-        register_cleanup(self.client, container.id, container.name)  # SIGTERM, exit
-        try:
-            container.start()
-            chunks = container.logs(stream=True, follow=True, stdout=True, stderr=False)
-            yield from read_events(chunks, what=what)
-            status = container.wait(timeout=60)
-            code = int(status.get("StatusCode", -1))
-            if code != 0:
-                tail = container.logs(stdout=False, stderr=True, tail=30).decode(errors="replace")
-                raise SandboxError(f"{what} exited with {code}: {tail}")
-        except (docker_errors.DockerException, OSError) as exc:  # requests errors are OSErrors
+            with managed_container(self.client, spec, refused=lambda exc: SandboxError(
+                    f"cannot create the {what}: {exc}")) as managed:
+                container = managed.container
+                container.start()
+                chunks = container.logs(stream=True, follow=True, stdout=True, stderr=False)
+                yield from read_events(chunks, what=what)
+                status = container.wait(timeout=60)
+                code = int(status.get("StatusCode", -1))
+                if code != 0:
+                    tail = container.logs(stdout=False, stderr=True,
+                                          tail=30).decode(errors="replace")
+                    raise SandboxError(f"{what} exited with {code}: {tail}")
+        except (DockerException, OSError) as exc:  # requests errors are OSErrors
             raise SandboxError(f"Docker failed running the {what}: {exc}") from exc
-        finally:
-            with contextlib.suppress(Exception):
-                container.remove(force=True)
-                unregister_cleanup(container.id)
 
 
 def sandbox_container_spec(image: str, args: list[str], volumes: dict[str, dict[str, str]],
                            workers: int, purpose: str) -> dict[str, Any]:
     """Keyword arguments of ``containers.create`` for a sandbox container (kept pure)."""
-    from docker.types import Ulimit
-
     cpus = min(workers, os.cpu_count() or 1)
     memory = _memory_limit(workers)
     return {
@@ -157,10 +150,8 @@ def sandbox_container_spec(image: str, args: list[str], volumes: dict[str, dict[
         },
         "volumes": volumes,
         "working_dir": "/tmp",
-        "labels": {**LABELS, "bench.purpose": purpose, "bench.run": uuid.uuid4().hex,
-                   "bench.pid": str(os.getpid()),  # kept for reap_sandbox_containers
-                   LABEL_OWNER_PID: str(os.getpid()),
-                   LABEL_OWNER_HOST: socket.gethostname()},
+        "labels": {**harness_labels(role=ROLE_SANDBOX), LABEL_PURPOSE: purpose,
+                   "bench.run": uuid.uuid4().hex},
         "detach": True,
     }
 
@@ -177,17 +168,15 @@ def _memory_limit(workers: int) -> int:
 
 
 def _find_image(client: Any, image: str) -> Any:
-    import docker.errors
-
     try:
         return client.images.get(image)
-    except docker.errors.ImageNotFound:
+    except ImageNotFound:
         raise SandboxError(
             f"sandbox image {image!r} is not in the Docker engine; fix: build it with "
             "'docker/sandbox/build-debian.sh' (no registry needed; SANDBOX_IMAGE sets the name) "
             f"or 'docker build -t {image} docker/sandbox'"
         ) from None
-    except docker.errors.APIError as exc:
+    except APIError as exc:
         raise DockerUnavailableError(f"Docker engine error looking up {image!r}: {exc}") from exc
 
 
@@ -199,7 +188,6 @@ class LocalSandbox:
         print(f"WARNING: {LOCAL_WARNING}", file=sys.stderr)
 
     def runtime_id(self) -> str:
-        from plugin.sandbox.compat import evalplus_version
 
         return f"local:{sys.executable}:{platform.python_version()}:{evalplus_version()}"
 

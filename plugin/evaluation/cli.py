@@ -9,7 +9,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from plugin.datasets import load_dataset
 from plugin.errors import BenchError
+from plugin.evaluation.judging import evaluate_samples
+from plugin.evaluation.plan import Limits
+from plugin.evaluation.samples import load_samples
 from plugin.sandbox import protocol
 
 EVALUATE_HELP = "score an EvalPlus samples file (pass@1, base and plus) in the sandbox"
@@ -64,10 +68,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, object]:
-    from plugin.datasets import load_dataset
-    from plugin.evaluation.judging import evaluate_samples
-    from plugin.evaluation.plan import Limits
-    from plugin.evaluation.samples import load_samples
 
     if args.workers is not None and args.workers < 1:
         raise BenchError(f"--workers must be at least 1 (got {args.workers})")

@@ -13,6 +13,7 @@ from plugin.gate.record import RunInfo, result_row
 from plugin.gate.references import Reference
 from plugin.gate.stats import task_sort_key
 from plugin.gate.verdicts import GateOutcome, judge
+from plugin.generation.store import CompletionStore
 
 if TYPE_CHECKING:
     from plugin.runner import BenchResult
@@ -35,7 +36,6 @@ def _read_eval(out_dir: Path) -> Mapping[str, Any]:
 
 
 def _read_completions(out_dir: Path, fingerprint: str) -> Mapping[str, Any]:
-    from plugin.generation.store import CompletionStore
 
     path = out_dir / "completions.jsonl"
     return CompletionStore(path).load(fingerprint) if path.exists() else {}

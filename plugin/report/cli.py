@@ -17,6 +17,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from plugin.gate import history
+from plugin.gate.verdicts import FAILING
+from plugin.report.outputs import rebuild
+
 REPORT_HELP = "rebuild REPORT.md, summary.json and summary.html from the history database"
 
 
@@ -42,9 +46,6 @@ def add_report_parser(
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from plugin.gate import history
-    from plugin.gate.verdicts import FAILING
-    from plugin.report.outputs import rebuild
 
     if not args.merge and not args.db.exists():
         print(f"error: {args.db}: no history database; fix: run the benchmarks first or "

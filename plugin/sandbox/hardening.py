@@ -107,7 +107,7 @@ def kill_children(exclude: Collection[int] = (), rounds: int = 200) -> int:
             except ProcessLookupError:
                 pass
         for pid in kids:
-            _reap(pid)
+            reap_child(pid)
         killed += len(kids)
     return killed
 
@@ -117,7 +117,7 @@ def kill_descendants() -> int:
     return kill_children()
 
 
-def _reap(pid: int, timeout: float = 5.0) -> None:
+def reap_child(pid: int, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -259,7 +259,7 @@ class WorkerPool:
             os.kill(worker.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        hardening._reap(worker.pid)
+        hardening.reap_child(worker.pid)
 
     def _after_death(self) -> None:
         """Whatever killed a worker may have hit idle ones too (kill -1): kill the orphans

@@ -18,13 +18,14 @@ against this machine's real engine and against a recorded answer of a two-GPU en
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from plugin.config.profile import Profile, cuda_indices
+from plugin.containers.managed import managed_container
+from plugin.containers.sdk import APIError, DockerException
 
 NVIDIA_CDI_PREFIX = "nvidia.com/gpu="
 #: Refusals of a device request that mean "no such GPU here" (vs. a probe that could not
@@ -168,30 +169,25 @@ def run_probe(client: Any, profile: Profile, device_requests: Sequence[Any],
               labels: Mapping[str, str], name: str, timeout_s: float = 60.0) -> Probe:
     """Start a throwaway container of the profile's image with ``device_requests`` and
     list its /dev; a refusal is the engine's own answer about the GPUs."""
-    from docker.errors import APIError, DockerException
-
+    create = {"image": profile.image, "entrypoint": list(PROBE_COMMAND), "command": [],
+              "device_requests": list(device_requests), "labels": dict(labels), "name": name,
+              "network_disabled": True, "detach": True}
     try:
-        container = client.containers.create(
-            image=profile.image, entrypoint=list(PROBE_COMMAND), command=[],
-            device_requests=list(device_requests), labels=dict(labels), name=name,
-            network_disabled=True, detach=True)
-    except APIError as exc:
+        with managed_container(client, create) as managed:
+            container = managed.container
+            try:
+                container.start()
+            except APIError as exc:
+                return Probe(error=_explanation(exc))
+            outcome = container.wait(timeout=timeout_s)
+            listing = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+    except APIError as exc:  # Docker refused to create it
         return Probe(error=_explanation(exc))
-    try:
-        try:
-            container.start()
-        except APIError as exc:
-            return Probe(error=_explanation(exc))
-        outcome = container.wait(timeout=timeout_s)
-        listing = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
-        if int(outcome.get("StatusCode", 1)) != 0:
-            return Probe()  # the image could not list /dev: nothing learnt, not a refusal
-        return Probe.from_listing(listing)
     except (DockerException, OSError):
-        return Probe()
-    finally:
-        with contextlib.suppress(DockerException, OSError):
-            container.remove(force=True)
+        return Probe()  # nothing learnt
+    if int(outcome.get("StatusCode", 1)) != 0:
+        return Probe()  # the image could not list /dev: nothing learnt, not a refusal
+    return Probe.from_listing(listing)
 
 
 def _explanation(exc: Any) -> str:

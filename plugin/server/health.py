@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from docker.client import DockerClient  # submodule: ./docker/ shadows the SDK for mypy
-from docker.errors import NotFound
 
 from plugin.config.profile import Profile
 from plugin.containers.client import remote_hostname
+from plugin.containers.sdk import DockerClient, NotFound
 from plugin.server.spec import CONTAINER_PORT, engine_host
 
 # A BASE_URL server that refuses connections this long is not starting, it is not there

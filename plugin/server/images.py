@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from docker.client import DockerClient  # submodule: ./docker/ shadows the SDK for mypy
-from docker.errors import APIError, DockerException, ImageNotFound
-
 from plugin.config.profile import Profile
 from plugin.containers.client import engine_url, first_line
+from plugin.containers.sdk import APIError, DockerClient, DockerException, ImageNotFound
 from plugin.errors import (
     ImageMissingError,
 )

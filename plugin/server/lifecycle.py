@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -11,11 +10,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
-from docker.client import DockerClient  # submodule: ./docker/ shadows the SDK for mypy
-from docker.errors import APIError, DockerException
 
 from plugin.config.profile import Profile
-from plugin.containers import watchdog
 from plugin.containers.client import (
     container_running,
     docker_client,
@@ -24,7 +20,8 @@ from plugin.containers.client import (
     inspect_container,
 )
 from plugin.containers.labels import ROLE_GPU_PROBE, harness_labels
-from plugin.containers.registry import registry_add, registry_remove, remove_container
+from plugin.containers.managed import Managed, managed_container
+from plugin.containers.sdk import APIError, DockerClient, DockerException
 from plugin.errors import (
     DockerUnavailableError,
     GpuUnavailableError,
@@ -139,9 +136,10 @@ def llama_server(profile: Profile, *, log_path: Path, run_id: str,
                  poll_interval: float = 0.5) -> Iterator[ServerHandle]:
     """A healthy llama-server for ``profile``; the container is removed afterwards, always.
 
-    Raises ModelFileMissingError before touching Docker, ImageMissingError, or
-    ServerStartError (crash or timeout, with the log tail). BASE_URL profiles: no
-    container, the running server is health-checked and described.
+    Raises ModelFileMissingError before touching Docker, ImageMissingError,
+    GpuUnavailableError, or ServerStartError (crash or timeout, with the telling log
+    lines). BASE_URL profiles: no container, the running server is health-checked and
+    described.
     """
     timeout = health_timeout if health_timeout is not None else profile.health_timeout
     if poll_interval <= 0 or timeout <= 0:
@@ -154,36 +152,29 @@ def llama_server(profile: Profile, *, log_path: Path, run_id: str,
     check_model_files(profile)
     own_client = client is None
     client = client or docker_client(profile.docker_host)
+    pumps: list[LogPump] = []
     try:
         spec = build_container_spec(profile, run_id=run_id)
         require_image(client, profile)
         check_gpus(client, profile, spec, run_id=run_id)
-        container = _create_registered(client, spec)
-        pump: LogPump | None = None
-        handle: ServerHandle | None = None
-        try:
+        with managed_container(client, spec.run_kwargs(),
+                               refused=lambda exc: _refused(spec, exc)) as managed:
+            container = managed.container
+            _copy_files(managed, spec)
             _start(container, profile, spec)
             pump = LogPump(container, log_path, secrets=spec.secrets)
+            pumps.append(pump)
+            managed.before_removal.append(pump.stopping.set)
             pump.start()
             handle = _wait_ready(profile, spec, client, container, log_path,
                                  timeout=timeout, poll_interval=poll_interval)
+            managed.graceful = True
             yield handle
-        finally:
-            _teardown(client, container.id, spec.name, pump, graceful=handle is not None)
     finally:
+        for pump in pumps:
+            pump.join(timeout=2.0)
         if own_client:
             client.close()
-
-
-def _teardown(client: DockerClient, container_id: str, name: str,
-              pump: LogPump | None, *, graceful: bool) -> None:
-    """Stop (a server that was healthy: gracefully) and remove; idempotent."""
-    if pump is not None:
-        pump.stopping.set()
-    if remove_container(client, container_id, name, graceful=graceful):
-        registry_remove(container_id)  # else cleanup_all retries at exit
-    if pump is not None:
-        pump.join(timeout=2.0)
 
 
 def check_gpus(client: DockerClient, profile: Profile, spec: ContainerSpec, *,
@@ -209,42 +200,26 @@ def check_gpus(client: DockerClient, profile: Profile, spec: ContainerSpec, *,
         raise GpuUnavailableError(gpus.message(profile, engine, probe, problem))
 
 
-def _create_registered(client: DockerClient, spec: ContainerSpec) -> Any:
-    """Create and register for cleanup; interrupted half-way (Ctrl-C, a pytest-timeout
-    signal), the container may exist without us knowing its id: remove it by name."""
-    watchdog.watch(client)
-    try:
-        container = _create(client, spec)
-        registry_add(client, container.id, spec.name)
-    except ServerStartError:
-        raise  # Docker refused: nothing was created (a name clash is another run's)
-    except BaseException:
-        remove_container(client, spec.name, spec.name, graceful=False)
-        raise
-    return container
+def _refused(spec: ContainerSpec, exc: APIError) -> ServerStartError:
+    if exc.status_code == 409:
+        return ServerStartError(
+            f"container name {spec.name} is already in use: {exc.explanation}\n"
+            f"  fix: another run with the same run id owns it; wait for it, or remove it "
+            f"with: docker rm -f {spec.name}")
+    return ServerStartError(f"Docker refused to create {spec.name} (image {spec.image}): "
+                            f"{exc.explanation}")
 
 
-def _create(client: DockerClient, spec: ContainerSpec) -> Any:
+def _copy_files(managed: Managed, spec: ContainerSpec) -> None:
+    """The API key file, into the created container (in no ``docker inspect`` field)."""
+    if not spec.files:
+        return
     try:
-        container = client.containers.create(**spec.run_kwargs())
-    except APIError as exc:
-        if exc.status_code == 409:
-            raise ServerStartError(
-                f"container name {spec.name} is already in use: {exc.explanation}\n"
-                f"  fix: another run with the same run id owns it; wait for it, or remove it "
-                f"with: docker rm -f {spec.name}") from None
-        raise ServerStartError(f"Docker refused to create {spec.name} (image {spec.image}): "
-                               f"{exc.explanation}") from None
-    if spec.files:
-        try:
-            if not container.put_archive("/", tar_archive(spec.files)):
-                raise APIError("put_archive answered false")
-        except (APIError, DockerException) as exc:
-            with contextlib.suppress(DockerException):
-                container.remove(force=True)
-            raise ServerStartError(f"could not copy the API key file into {spec.name}: "
-                                   f"{first_line(exc)}") from None
-    return container
+        if not managed.container.put_archive("/", tar_archive(spec.files)):
+            raise APIError("put_archive answered false")
+    except (APIError, DockerException) as exc:
+        raise ServerStartError(f"could not copy the API key file into {spec.name}: "
+                               f"{first_line(exc)}") from None
 
 
 def _start(container: Any, profile: Profile, spec: ContainerSpec) -> None:

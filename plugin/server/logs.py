@@ -10,8 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, cast
 
-from docker.client import DockerClient  # submodule: ./docker/ shadows the SDK for mypy
-from docker.errors import DockerException
+from plugin.containers.sdk import DockerClient, DockerException
 
 REDACTED = "***"
 

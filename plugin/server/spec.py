@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from docker.types import DeviceRequest, Mount
-
 from plugin.config.profile import Profile
 from plugin.containers.client import remote_hostname
 from plugin.containers.labels import HARNESS_NAME, ROLE_SERVER, harness_labels
+from plugin.containers.sdk import DeviceRequest, Mount
 from plugin.errors import (
     ModelFileMissingError,
 )
