@@ -8,15 +8,19 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from plugin.config import settings as S
 from plugin.config.profile import ModelsConf, Profile
 from plugin.errors import BenchError
-from plugin.gate.assess import assess
-from plugin.gate.references import References
+from plugin.gate.record import Row
+from plugin.gate.references import Reference, References
+from plugin.gate.verdicts import GateOutcome
+
+if TYPE_CHECKING:  # a benchmark's modules load when it runs, not with every pytest
+    from plugin.runner import BenchResult
 from plugin.report.html import summary_sections, table_header, table_row, test_extras_html
 from plugin.report.outputs import render_outputs, trend_for_plot, write_outputs
 from plugin.report.text import terminal_lines, unscored_lines
@@ -30,18 +34,18 @@ UNSCORED_PROPERTY = "bench_unscored"  # a selected profile x dataset that got no
 class BenchState:
     """Run-wide state, registered as a plugin under the name ``bench_state``."""
 
-    def __init__(self, config: pytest.Config, values: dict[str, Any], conf: ModelsConf,
+    def __init__(self, config: pytest.Config, options: S.Options, conf: ModelsConf,
                  references: References, run_id: str, *, inactive: bool = False) -> None:
         self.config = config
         #: No models.conf here and none named: a folder that is no benchmark project.
         self.inactive = inactive
-        self.values = values
+        self.options = options
         self.conf = conf
         self.references = references
         self.run_id = run_id
-        self.results: dict[tuple[str, str], Any] = {}  # (profile, dataset) -> BenchResult
-        self.rows: list[dict[str, Any]] = []  # report rows, collected from test reports
-        self.gates: dict[tuple[str, str], tuple[dict[str, Any], Any]] = {}  # key -> row, gate
+        self.results: dict[tuple[str, str], BenchResult] = {}
+        self.rows: list[Row] = []  # report rows, collected from test reports
+        self.gates: dict[tuple[str, str], tuple[Row, GateOutcome]] = {}  # key -> row, gate
         self.unscored: dict[tuple[str, str], dict[str, str]] = {}  # key -> why no score
         self.selected: int | None = None  # benchmark tests left after -k (None: not known)
         #: id of an error shown in full -> (the error, kept alive; the test that showed it)
@@ -50,19 +54,20 @@ class BenchState:
 
     @property
     def reports_dir(self) -> Path:
-        path = Path(self.values["reports-dir"])
+        path = Path(self.options.reports_dir)
         return path if path.is_absolute() else self.config.rootpath / path
 
     @property
     def history_path(self) -> Path:
-        value = self.values["history"]
+        value = self.options.history
         path = Path(value) if value else self.reports_dir / "history.sqlite"
         return path if path.is_absolute() else self.config.rootpath / path
 
-    def assess(self, key: tuple[str, str], result: Any,
-               reference: Any) -> tuple[dict[str, Any], Any]:
+    def assess(self, key: tuple[str, str], result: BenchResult,
+               reference: Reference) -> tuple[Row, GateOutcome]:
         """Judge with the full gate and store in the history, once per profile x dataset."""
         if key not in self.gates:
+            from plugin.gate.assess import assess
             from plugin.gate.history import Session
             from plugin.runner import machine
 
@@ -70,8 +75,8 @@ class BenchState:
                               " ".join(self.config.invocation_params.args),
                               tuple(self.references.published_json()))
             self.gates[key] = assess(self.history_path, session, result, reference,
-                                          alpha=self.values["alpha"],
-                                          pin=bool(self.values["update-baseline"]))
+                                          alpha=self.options.alpha,
+                                          pin=bool(self.options.update_baseline))
         return self.gates[key]
 
     def _trend(self) -> dict[str, Any]:
@@ -103,8 +108,8 @@ class BenchState:
             from plugin.gate import history
 
             with history.opened(self.history_path) as conn:
-                flipped = history.flipped_tasks(conn, row["run_id"])
-            log = server_log_path(self.reports_dir, row["profile"], self.run_id)
+                flipped = history.flipped_tasks(conn, row.run_id)
+            log = server_log_path(self.reports_dir, row.profile, self.run_id)
             tail = "\n".join(log.read_text(encoding="utf-8", errors="replace")
                              .splitlines()[-30:]) if log.exists() else ""
             report.extras = [*getattr(report, "extras", []),
@@ -137,11 +142,11 @@ class BenchState:
         row = _row_of(report)
         if row and report.when == "call":  # one row per profile x dataset, the latest
             self.rows = [r for r in self.rows
-                         if (r["profile"], r["dataset"]) != (row["profile"], row["dataset"])]
+                         if (r.profile, r.dataset) != (row.profile, row.dataset)]
             self.rows.append(row)
-            self.unscored.pop((row["profile"], row["dataset"]), None)
+            self.unscored.pop((row.profile, row.dataset), None)
         unscored = _property_of(report, UNSCORED_PROPERTY)
-        if unscored and not any((r["profile"], r["dataset"]) ==
+        if unscored and not any((r.profile, r.dataset) ==
                                 (unscored["profile"], unscored["dataset"]) for r in self.rows):
             self.unscored.setdefault((unscored["profile"], unscored["dataset"]), unscored)
 
@@ -153,7 +158,7 @@ class BenchState:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Gate mode: a run in which no selected profile produced a score fails."""
-        if hasattr(session.config, "workerinput") or not self.values["strict"]:
+        if hasattr(session.config, "workerinput") or not self.options.strict:
             return
         if self.unscored and not self.rows and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -172,10 +177,10 @@ class BenchState:
             for line in terminal_lines(self.rows):
                 terminalreporter.write_line(line)
         if self.unscored:
-            mode = "gate mode: errors" if self.values["strict"] else \
+            mode = "gate mode: errors" if self.options.strict else \
                 "skipped; --bench-strict makes them errors"
             terminalreporter.write_line(f"selected profiles without a score ({mode}):",
-                                        red=bool(self.values["strict"]), yellow=True)
+                                        red=bool(self.options.strict), yellow=True)
             for line in unscored_lines(list(self.unscored.values())):
                 terminalreporter.write_line(f"  {line}")
         self._write_outputs()
@@ -186,8 +191,9 @@ class BenchState:
             list(self.unscored.values())))
 
 
-def _row_of(report: pytest.TestReport) -> dict[str, Any] | None:
-    return _property_of(report, RESULT_PROPERTY)
+def _row_of(report: pytest.TestReport) -> Row | None:
+    data = _property_of(report, RESULT_PROPERTY)
+    return Row.from_json(data) if data is not None else None
 
 
 def _property_of(report: pytest.TestReport, key: str) -> dict[str, Any] | None:
@@ -228,17 +234,12 @@ def state_of(config: pytest.Config) -> BenchState:
     return config.stash[STATE_KEY]
 
 
-def setting_values(config: pytest.Config) -> tuple[dict[str, Any], dict[str, str]]:
-    """Every setting's value, and where each that is not a default came from."""
-    values, origins = {}, {}
-    for setting in S.SETTINGS:
-        cli = config.getoption(setting.dest)
-        ini = config.getini(setting.ini) if not setting.flag or setting.flag_ini else None
-        values[setting.name] = S.resolve(setting, cli, os.environ, ini)
-        where = S.origin(setting, cli, os.environ, ini)
-        if where:
-            origins[setting.name] = where
-    return values, origins
+def options_of(config: pytest.Config) -> S.Options:
+    """Every setting resolved: command line, environment, ini, default."""
+    return S.Options.resolve(
+        lambda setting: config.getoption(setting.dest), os.environ,
+        lambda setting: (config.getini(setting.ini)
+                         if not setting.flag or setting.flag_ini else None))
 
 
 def _utc_now() -> str:
@@ -250,7 +251,7 @@ def _utc_now() -> str:
 def runs_bench_tests(config: pytest.Config) -> bool:
     """This run benchmarks: it names the project's bench_tests/, or a models.conf (the
     installed plugin, run from any folder with --bench-config)."""
-    if "config" in setting_values(config)[1]:
+    if "config" in options_of(config).origins:
         return True
     bench_dir = (config.rootpath / "bench_tests").resolve()
     for arg in config.args:

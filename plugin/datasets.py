@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from plugin import atomic
+from plugin.cache import cache_root
 from plugin.errors import DatasetError
 
 ENV_DATASETS_DIR = "BENCH_DATASETS_DIR"
@@ -148,8 +149,7 @@ def candidate_dirs(search_dirs: Sequence[Path] = ()) -> list[Path]:
 
 def cache_dir() -> Path:
     """The per-user download cache for dataset files."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "llama-bench" / "datasets"
+    return cache_root() / "datasets"
 
 
 def resolve_dataset_file(pin: DatasetPin, *, search_dirs: Sequence[Path] = ()) -> Path:

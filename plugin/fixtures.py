@@ -6,7 +6,7 @@ import contextlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -19,6 +19,15 @@ from plugin.bench_state import (
 )
 from plugin.config.profile import Profile
 from plugin.errors import BenchError, ServerStartError
+from plugin.gate.references import Reference
+from plugin.gate.verdicts import GateOutcome
+
+if TYPE_CHECKING:  # imported when a benchmark runs (startup of every pytest run)
+    from plugin.datasets import Dataset
+    from plugin.generation.client import Progress
+    from plugin.generation.store import Completion
+    from plugin.runner import BenchResult
+    from plugin.server.lazy import LazyServer
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +37,7 @@ def bench_state(request: pytest.FixtureRequest) -> BenchState:
 
 @pytest.fixture(scope="session")
 def llama_server(bench_profile: Profile, bench_state: BenchState,
-                 request: pytest.FixtureRequest) -> Iterator[Any]:
+                 request: pytest.FixtureRequest) -> Iterator[LazyServer]:
     """The profile's llama-server, started on first use (a LazyServer).
 
     A missing model file skips the profile's tests (with the fix in the reason), or errors
@@ -40,14 +49,14 @@ def llama_server(bench_profile: Profile, bench_state: BenchState,
     from plugin.containers.client import docker_client, remote_hostname
     from plugin.server.images import ensure_image
     from plugin.server.lazy import DEFAULT_LOCK_DIR, LazyServer
-    from plugin.server.spec import engine_host
+    from plugin.server.spec import engine_host, missing_model_message
 
     local = not remote_hostname(engine_host(bench_profile))  # remote: files are over there
     if not bench_profile.base_url and local and not bench_profile.model_path.exists():
-        if bench_state.values["strict"]:
-            pytest.fail(f"{missing_model_reason(bench_profile)} [gate mode: --bench-strict "
+        if bench_state.options.strict:
+            pytest.fail(f"{missing_model_message(bench_profile)} [gate mode: --bench-strict "
                         "/ BENCH_STRICT / CI=true]", pytrace=False)
-        pytest.skip(missing_model_reason(bench_profile))
+        pytest.skip(missing_model_message(bench_profile))
     client = None
     profile = bench_profile
     if not bench_profile.base_url:
@@ -57,7 +66,7 @@ def llama_server(bench_profile: Profile, bench_state: BenchState,
         except BaseException:
             client.close()
             raise
-    lock_dir = bench_state.values["lock-dir"]
+    lock_dir = bench_state.options.lock_dir
     server = LazyServer(profile, run_id=bench_state.run_id, client=client,
                         log_path=server_log_path(bench_state.reports_dir, bench_profile.name,
                                                  bench_state.run_id),
@@ -73,19 +82,16 @@ def llama_server(bench_profile: Profile, bench_state: BenchState,
 
 
 
-def missing_model_reason(profile: Profile) -> str:
-    return (f"model file not found: {profile.model_path} (set --bench-models-dir / "
-            f"BENCH_MODELS_DIR, or edit MODEL at {profile.where('MODEL')})")
 
 
 @pytest.fixture(scope="session")
-def bench_datasets(bench_state: BenchState) -> Callable[[str], Any]:
+def bench_datasets(bench_state: BenchState) -> Callable[[str], Dataset]:
     from plugin.datasets import load_dataset
 
-    cache: dict[str, Any] = {}
-    extra = bench_state.values["datasets-dir"]
+    cache: dict[str, Dataset] = {}
+    extra = bench_state.options.datasets_dir
 
-    def get(name: str) -> Any:
+    def get(name: str) -> Dataset:
         if name not in cache:
             cache[name] = load_dataset(name, search_dirs=[Path(extra)] if extra else [])
         return cache[name]
@@ -102,8 +108,9 @@ def _dataset_of(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def bench_result(bench_profile: Profile, llama_server: Any, bench_state: BenchState,
-                 bench_datasets: Callable[[str], Any], request: pytest.FixtureRequest) -> Any:
+def bench_result(bench_profile: Profile, llama_server: LazyServer, bench_state: BenchState,
+                 bench_datasets: Callable[[str], Dataset],
+                 request: pytest.FixtureRequest) -> BenchResult:
     """The profile's BenchResult on the test's dataset, computed once per session.
 
     It runs in the fixture (setup phase), so an infrastructure failure - a dead server, a
@@ -115,11 +122,11 @@ def bench_result(bench_profile: Profile, llama_server: Any, bench_state: BenchSt
     key = (bench_profile.name, dataset)
     if key not in bench_state.results:
         options = RunOptions(
-            sandbox=bench_state.values["sandbox"],
-            sandbox_image=bench_state.values["sandbox-image"],
-            limit=bench_state.values["limit"],
-            concurrency=bench_state.values["concurrency"],
-            hang_timeout_s=bench_state.values["hang-timeout"],
+            sandbox=bench_state.options.sandbox,
+            sandbox_image=bench_state.options.sandbox_image,
+            limit=bench_state.options.limit,
+            concurrency=bench_state.options.concurrency,
+            hang_timeout_s=bench_state.options.hang_timeout,
             on_completion=_progress_printer(request.config, bench_profile.name))
         out_dir = bench_state.reports_dir / bench_profile.name / dataset
         try:
@@ -134,29 +141,29 @@ def bench_result(bench_profile: Profile, llama_server: Any, bench_state: BenchSt
     row, _outcome = bench_state.assess(key, result, reference)
     # the report row travels with the test's reports (xdist-safe); appended directly, as
     # record_property would warn under JUnit's default xunit2 family
-    request.node.user_properties.append((RESULT_PROPERTY, json.dumps(row)))
+    request.node.user_properties.append((RESULT_PROPERTY, json.dumps(row.to_json())))
     return result
 
 
 @pytest.fixture
-def bench_gate(bench_result: Any, bench_profile: Profile, bench_state: BenchState,
-               request: pytest.FixtureRequest) -> Any:
+def bench_gate(bench_result: BenchResult, bench_profile: Profile, bench_state: BenchState,
+               request: pytest.FixtureRequest) -> GateOutcome:
     """The full gate's GateOutcome for the test's result (README "Gate")."""
     return bench_state.gates[(bench_profile.name, _dataset_of(request))][1]
 
 
-def bench_reference_for(state: BenchState, profile: Profile, dataset: str) -> Any:
-    return state.references.for_profile(profile.name, dataset, state.values["tolerance"])
+def bench_reference_for(state: BenchState, profile: Profile, dataset: str) -> Reference:
+    return state.references.for_profile(profile.name, dataset, state.options.tolerance)
 
 
 @pytest.fixture
 def bench_reference(bench_profile: Profile, bench_state: BenchState,
-                    request: pytest.FixtureRequest) -> Any:
+                    request: pytest.FixtureRequest) -> Reference:
     """The Reference (score, tolerance, provenance) of the profile on the test's dataset."""
     return bench_reference_for(bench_state, bench_profile, _dataset_of(request))
 
 
-def _with_log_excerpt(message: str, server: Any) -> str:
+def _with_log_excerpt(message: str, server: LazyServer) -> str:
     """``message`` and the few lines of this run's server log that tell what happened."""
     from plugin.server.logs import log_excerpt
 
@@ -181,14 +188,15 @@ def _say(config: pytest.Config) -> Callable[[str], None]:
     return say
 
 
-def _progress_printer(config: pytest.Config, profile: str) -> Callable[[Any, Any], None] | None:
+def _progress_printer(config: pytest.Config,
+                      profile: str) -> Callable[[Completion, Progress], None] | None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None or hasattr(config, "workerinput") or config.option.verbose < 0:
         return None
 
     capture = config.pluginmanager.get_plugin("capturemanager")
 
-    def show(_completion: Any, progress: Any) -> None:
+    def show(_completion: Completion, progress: Progress) -> None:
         step = max(1, progress.total // 10)
         if progress.done % step and progress.done != progress.total:
             return

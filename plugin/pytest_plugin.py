@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from plugin.bench_state import STATE_KEY, BenchState, runs_bench_tests, setting_values, state_of
+from plugin.bench_state import STATE_KEY, BenchState, options_of, runs_bench_tests, state_of
 from plugin.config import settings as S
 from plugin.config.models_conf import load_models_conf
 from plugin.config.profile import Defaults, ModelsConf, Profile
@@ -55,27 +55,25 @@ def _rooted(config: pytest.Config, value: str | None, default: str) -> Path:
 
 def _load(config: pytest.Config) -> BenchState:
     try:
-        values, origins = setting_values(config)
-        defaults = Defaults(models_dir=values["models-dir"], image=values["image"],
-                            cpu_image=values["cpu-image"],
-                            health_timeout=values["health-timeout"],
-                            max_tokens=values["max-tokens"],
-                            docker_host=values["docker-host"], base_url=values["base-url"],
-                            origins=origins)
-        conf_path = _rooted(config, values["config"], "models.conf")
-        ref_path = (_rooted(config, values["references"], "") if values["references"]
+        options = options_of(config)
+        defaults = Defaults(models_dir=options.models_dir, image=options.image,
+                            cpu_image=options.cpu_image, health_timeout=options.health_timeout,
+                            max_tokens=options.max_tokens, docker_host=options.docker_host,
+                            base_url=options.base_url, origins=options.origins)
+        conf_path = _rooted(config, options.config, "models.conf")
+        ref_path = (_rooted(config, options.references, "") if options.references
                     else _default_references(config, conf_path))
-        if "config" not in origins and not conf_path.exists():
+        if "config" not in options.origins and not conf_path.exists():
             # installed (pytest11) and run in a folder that is no benchmark project: inert
             # until a test asks for a bench profile (pytest_generate_tests says why)
-            return BenchState(config, values, ModelsConf(conf_path, {}),
+            return BenchState(config, options, ModelsConf(conf_path, {}),
                               References(ref_path, 5.0, {}, ()), _run_id(config),
                               inactive=True)
         conf = load_models_conf(conf_path, defaults)
         references = load_references(ref_path)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
-    return BenchState(config, values, conf, references, _run_id(config))
+    return BenchState(config, options, conf, references, _run_id(config))
 
 
 def _default_references(config: pytest.Config, conf_path: Path) -> Path:
@@ -146,7 +144,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     from plugin.containers.reaper import reap_engines
 
     # None: DOCKER_HOST or the local socket, where the sandbox runs
-    hosts = [None, state.values["docker-host"]] + [
+    hosts = [None, state.options.docker_host] + [
         p.docker_host for p in state.conf.bench_profiles if not p.base_url]
     reaped = reap_engines(hosts)
     reporter = config.pluginmanager.get_plugin("terminalreporter")

@@ -25,10 +25,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from plugin import atomic
+from plugin.config.defaults import SANDBOX_IMAGE
 from plugin.config.profile import Profile
 from plugin.datasets import Dataset
 from plugin.evaluation.judging import evaluate_samples
-from plugin.evaluation.results import EvalResult
+from plugin.evaluation.results import EvalResult, TaskVerdict
 from plugin.generation.client import Progress, Retry, generate
 from plugin.generation.extract import extract_code
 from plugin.generation.fingerprint import file_sha256, fingerprint, model_identity, text_sha256
@@ -41,13 +42,31 @@ from plugin.server.spec import MODELS_MOUNT
 @dataclass(frozen=True)
 class RunOptions:
     sandbox: str = "docker"
-    sandbox_image: str = "local/bench-sandbox:latest"
+    sandbox_image: str = SANDBOX_IMAGE
     limit: int | None = None
     concurrency: int | None = None
     eval_workers: int | None = None
     #: seconds the server may fail its health check in a row during generation
     hang_timeout_s: float = Retry.hang_timeout_s
     on_completion: Callable[[Completion, Progress], None] | None = None
+
+
+@dataclass(frozen=True)
+class TaskFacts:
+    """One task of a run, as the gate and the report need it (nothing is read back from
+    disk): how the answer ended, the program judged, the verdict, the first failing input."""
+
+    task_id: str
+    base: str  # pass | fail | timeout | missing
+    plus: str
+    answer: str  # the completion's content
+    solution: str  # the program extracted from it (what was judged)
+    finish_reason: str | None
+    completion_tokens: int | None
+    reasoning_tokens: int | None
+    wall_s: float | None  # generation time of the answer
+    #: The first input the program failed on (base tests first), if one was recorded.
+    first_failing_input: Any = None
 
 
 @dataclass(frozen=True)
@@ -79,9 +98,13 @@ class BenchResult:
     fingerprint: str
     out_dir: str
     verdicts: Mapping[str, Mapping[str, str]] = field(repr=False)
+    #: Per task (in the dataset's order); not in summary.json, whose files hold them.
+    tasks: Mapping[str, TaskFacts] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["tasks"]
+        return data
 
 
 def sampling_for(profile: Profile) -> Sampling:
@@ -174,15 +197,11 @@ def run_benchmark(profile: Profile, server: LazyServer, dataset: Dataset, out_di
     pending = set(prompts) - set(CompletionStore(store_path).load(fp))
     handle = server.get() if pending else None  # nothing to ask: the server never starts
     completions, progress = generate(
-        handle.base_url if handle else "", prompts, sampling, store_path, fp,
+        handle if handle else "", prompts, sampling, store_path, fp,
         concurrency=options.concurrency or profile.slots,
         retry=Retry(hang_timeout_s=options.hang_timeout_s,
                     watch_interval_s=min(Retry.watch_interval_s, options.hang_timeout_s / 2)),
-        alive=handle.is_running if handle else (lambda: True),
-        healthy=handle.is_alive if handle else None,
-        relocate=handle.relocate if handle else None,
-        on_completion=options.on_completion,
-        headers=handle.headers if handle else None)
+        on_completion=options.on_completion)
     gen_wall = time.monotonic() - started
 
     solutions, from_reasoning = _solutions(profile, data, completions)
@@ -190,7 +209,7 @@ def run_benchmark(profile: Profile, server: LazyServer, dataset: Dataset, out_di
     evaluation = evaluate_samples(data, solutions, out_dir / "eval", sandbox=options.sandbox,
                                   image=options.sandbox_image, workers=options.eval_workers)
     result = _result(profile, server, data, dataset, fp, completions, progress, evaluation,
-                     gen_wall, out_dir, from_reasoning)
+                     gen_wall, out_dir, from_reasoning, solutions)
     atomic.write_text(out_dir / "summary.json", json.dumps(result.to_json(), indent=1))
     return result
 
@@ -198,7 +217,7 @@ def run_benchmark(profile: Profile, server: LazyServer, dataset: Dataset, out_di
 def _result(profile: Profile, server: LazyServer, data: Dataset, full: Dataset, fp: str,
             completions: Mapping[str, Completion], progress: Progress,
             evaluation: EvalResult, gen_wall: float, out_dir: Path,
-            from_reasoning: list[str]) -> BenchResult:
+            from_reasoning: list[str], solutions: Mapping[str, str]) -> BenchResult:
     stats = summarize(completions.values())
     verdicts = evaluation.verdicts
     n = len(data.tasks)
@@ -226,7 +245,24 @@ def _result(profile: Profile, server: LazyServer, data: Dataset, full: Dataset, 
         fingerprint=fp, out_dir=str(out_dir),
         verdicts={t: {"base": v.base_status, "plus": v.plus_status}
                   for t, v in verdicts.items()},
+        tasks={t: _facts(t, completions.get(t), solutions.get(t, ""), verdicts.get(t))
+               for t in data.tasks},
     )
+
+
+def _facts(task_id: str, completion: Completion | None, solution: str,
+           verdict: TaskVerdict | None) -> TaskFacts:
+    failing = [*(verdict.base_fail_tests or []), *(verdict.plus_fail_tests or [])] \
+        if verdict else []
+    return TaskFacts(
+        task_id=task_id, base=verdict.base_status if verdict else "",
+        plus=verdict.plus_status if verdict else "",
+        answer=completion.content if completion else "", solution=solution,
+        finish_reason=completion.finish_reason if completion else None,
+        completion_tokens=completion.completion_tokens if completion else None,
+        reasoning_tokens=completion.reasoning_tokens if completion else None,
+        wall_s=completion.wall_s if completion else None,
+        first_failing_input=failing[0] if failing else None)
 
 
 def _build_info(completions: Iterable[Completion], server: LazyServer) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from plugin.gate.references import Reference
-from plugin.gate.verdicts import gate
+from plugin.gate.verdicts import judge
 from plugin.generation.request import Sampling, user_message
 from plugin.generation.store import Completion, CompletionStore, summarize
 
@@ -81,13 +81,15 @@ def _ref(value: float | None, tol: float = 2.0) -> Reference:
 
 
 def test_gate_outcomes():
-    assert gate(80.0, _ref(81.0)).status == "pass"
-    fail = gate(78.0, _ref(81.0))
-    assert fail.status == "fail"
-    assert "below reference 81.00% - tolerance 2.00 pp = 79.00%" in fail.message
-    assert gate(79.0, _ref(81.0)).status == "pass"  # exactly at the floor
-    assert gate(50.0, _ref(None)).status == "no_reference"
-    assert gate(0.0, _ref(81.0), partial=True).status == "partial"
+    """The tolerance part of the gate, without a baseline."""
+    assert judge(80.0, {}, _ref(81.0), None).status == "pass"
+    fail = judge(78.0, {}, _ref(81.0), None)
+    assert fail.status == "fail_tolerance"
+    assert "reference 81.00% +/- 2.00 pp (delta -3.00 pp" in fail.message
+    assert "FAIL: below reference - tolerance = 79.00%" in fail.message
+    assert judge(79.0, {}, _ref(81.0), None).status == "pass"  # exactly at the floor
+    assert judge(50.0, {}, _ref(None), None).status == "no_baseline"
+    assert judge(0.0, {}, _ref(81.0), None, partial=True).status == "partial"
 
 
 def test_a_chat_template_file_counts_in_the_fingerprint_by_its_contents(tmp_path):

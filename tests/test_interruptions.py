@@ -78,12 +78,11 @@ from docker.client import DockerClient
 from docker.errors import NotFound
 
 from plugin import atomic
+from plugin.cache import cache_root
 from plugin.containers.client import docker_client, engine_url
 from plugin.containers.labels import LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_RUN_ID, harness_labels
 from plugin.containers.watchdog import EXIT_NO_ENGINE, SECOND_SWEEP_AFTER_S, watch
 from plugin.datasets import load_dataset
-from plugin.evaluation.oracle import cache_root
-from plugin.generation import fingerprint
 
 pytestmark = pytest.mark.docker
 
@@ -189,7 +188,7 @@ def make_bench(bench_project: Any, smoke_models: Path, tmp_path: Path, phase: Ph
 def seed_model_hash(model: Path) -> None:
     """An entry of the harness's model-hash cache (model_identity: keyed by path, size and
     mtime) for the named pipe, so the harness does not block reading it."""
-    cache = fingerprint.cache_dir() / "model-hashes.json"
+    cache = cache_root() / "model-hashes.json"
     known = json.loads(cache.read_text()) if cache.exists() else {}
     stat = model.stat()
     known[f"{model.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"] = "0" * 64

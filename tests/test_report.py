@@ -19,7 +19,7 @@ from plugin.report import html as report_html
 from plugin.report.html import COLUMNS, summary_sections, table_header, table_row
 from plugin.report.outputs import rebuild, render_outputs
 from plugin.report.text import markdown_report
-from plugin.runner import BenchResult
+from plugin.runner import BenchResult, TaskFacts
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = load_references(ROOT / "reference-scores.json").published
@@ -27,17 +27,17 @@ PUBLISHED = load_references(ROOT / "reference-scores.json").published
 
 def _result(tmp_path: Path, passing: set[int], n: int = 20, profile: str = "bench-x",
             fingerprint: str = "fp-a") -> BenchResult:
-    """A BenchResult with its files (eval_results.json) as the runner leaves them."""
+    """A BenchResult with its per-task facts, as the runner returns it."""
     out = tmp_path / profile / "humaneval"
-    (out / "eval").mkdir(parents=True, exist_ok=True)
     verdicts = {f"HumanEval/{i}": {"base": "pass" if i in passing else "fail",
                                    "plus": "pass" if i in passing else "fail"}
                 for i in range(n)}
-    evals = {t: [{"task_id": t, "solution": f"def f{t[-1]}():\n    return {t[-1]}",
-                  "base_status": v["base"], "plus_status": v["plus"],
-                  "base_fail_tests": [] if v["base"] == "pass" else [[1, 2]],
-                  "plus_fail_tests": []}] for t, v in verdicts.items()}
-    (out / "eval" / "eval_results.json").write_text(json.dumps({"eval": evals}))
+    tasks = {t: TaskFacts(t, v["base"], v["plus"], answer="```python\n...```",
+                          solution=f"def f{t[-1]}():\n    return {t[-1]}",
+                          finish_reason="stop", completion_tokens=20, reasoning_tokens=0,
+                          wall_s=0.5,
+                          first_failing_input=None if v["base"] == "pass" else [1, 2])
+             for t, v in verdicts.items()}
     plus = len(passing)
     return _bench_result(
         profile=profile, display_name=f"Model {profile}", quant="Q4_K_M",
@@ -47,7 +47,7 @@ def _result(tmp_path: Path, passing: set[int], n: int = 20, profile: str = "benc
         no_answer=[], thinking_exhausted=[], truncated=[], unjudged=[],
         generation={"gen_tokens_per_s": 123.4}, requests_sent=n, gen_wall_s=10.0,
         eval_wall_s=5.0, server_started=True, load_time_s=1.5, build_info="b1-test",
-        fingerprint=fingerprint, out_dir=str(out), verdicts=verdicts)
+        fingerprint=fingerprint, out_dir=str(out), verdicts=verdicts, tasks=tasks)
 
 
 def _bench_result(**values: Any) -> BenchResult:

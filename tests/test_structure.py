@@ -17,7 +17,8 @@ MAX_LINES = 400
 
 #: The pipeline, in order: a module may import from its own layer and the ones before.
 LAYERS = [
-    ("base", ["plugin.errors", "plugin.atomic", "plugin.datasets", "plugin.sandbox"]),
+    ("base", ["plugin.errors", "plugin.atomic", "plugin.cache", "plugin.datasets",
+              "plugin.sandbox"]),
     ("config", ["plugin.config"]),
     ("containers", ["plugin.containers"]),
     ("server", ["plugin.server"]),

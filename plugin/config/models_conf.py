@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from plugin.config import defaults as D
 from plugin.config.profile import (
     Defaults,
     ModelsConf,
@@ -302,8 +303,8 @@ def _image(section: _Section, gpus: tuple[str, ...], defaults: Defaults) -> str:
     if section.explicit("IMAGE"):
         return section.required("IMAGE")
     if gpus:
-        return defaults.image or section.get("IMAGE") or "ghcr.io/ggml-org/llama.cpp:server-cuda"
-    return defaults.cpu_image or section.get("CPU_IMAGE") or "ghcr.io/ggml-org/llama.cpp:server"
+        return defaults.image or section.get("IMAGE") or D.GPU_IMAGE
+    return defaults.cpu_image or section.get("CPU_IMAGE") or D.CPU_IMAGE
 
 
 def _docker_host(section: _Section, defaults: Defaults) -> str | None:
@@ -334,8 +335,9 @@ def _build_profile(section: _Section, path: Path, defaults: Defaults) -> Profile
         extra_args=extra_args,
         image=_image(section, gpus, defaults),
         gpus=gpus,
-        max_tokens=defaults.max_tokens or section.integer("MAX_TOKENS", 768, minimum=1),
-        health_timeout=defaults.health_timeout or section.number("HEALTH_TIMEOUT", 600.0),
+        max_tokens=defaults.max_tokens or section.integer("MAX_TOKENS", D.MAX_TOKENS, minimum=1),
+        health_timeout=(defaults.health_timeout
+                        or section.number("HEALTH_TIMEOUT", D.HEALTH_TIMEOUT_S)),
         thinking=section.choice("THINKING", ("auto", "on", "off"), "auto") or "auto",
         reasoning_effort=section.get("REASONING_EFFORT") or None,
         docker_host=_docker_host(section, defaults),

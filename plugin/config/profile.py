@@ -82,10 +82,6 @@ class Profile:
         value = _flag_value(self.extra_args, ("-np", "--parallel"))
         return int(value) if value and is_count(value) else 1
 
-    @property
-    def uses_gpu(self) -> bool:
-        return bool(self.gpus)
-
     def api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The server's API key, read from API_KEY_ENV's variable at the time of use.
 
@@ -127,6 +123,21 @@ def _flag_value(args: tuple[str, ...], names: tuple[str, ...]) -> str | None:
             if arg.startswith(name + "="):
                 return arg.split("=", 1)[1]
     return None
+
+
+_SHARD_RE = re.compile(r"^(?P<stem>.*)-(?P<index>\d{5})-of-(?P<total>\d{5})\.gguf$")
+
+
+def shard_files(model_path: Path) -> list[Path]:
+    """A GGUF file, or every shard of a split model named by its first
+    (``-00001-of-00003.gguf``)."""
+    match = _SHARD_RE.match(model_path.name)
+    if not match:
+        return [model_path]
+    total = int(match.group("total"))
+    stem = match.group("stem")
+    return [model_path.with_name(f"{stem}-{i:05d}-of-{total:05d}.gguf")
+            for i in range(1, total + 1)]
 
 
 def split_extra_args(text: str) -> tuple[str, ...]:

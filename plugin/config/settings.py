@@ -9,9 +9,10 @@ table, the CLI can read it too.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from plugin.config.defaults import SANDBOX_IMAGE
 from plugin.errors import ConfigError
 
 
@@ -104,7 +105,7 @@ SETTINGS: tuple[Setting, ...] = (
             "(a subprocess on this machine: NOT a sandbox)", default="docker",
             choices=("docker", "local")),
     Setting("sandbox-image", "image of the evaluation sandbox",
-            default="local/bench-sandbox:latest", metavar="IMAGE"),
+            default=SANDBOX_IMAGE, metavar="IMAGE"),
     Setting("limit", "only the first N tasks of each dataset (development; the gate is "
             "not applied to partial runs)", kind=_non_negative_int, metavar="N"),
     Setting("concurrency", "requests in flight per server (default: the profile's -np slots)",
@@ -125,34 +126,70 @@ SETTINGS: tuple[Setting, ...] = (
             metavar="DIR"),
 )
 
-BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
 
 
 def resolve(setting: Setting, cli_value: Any, environ: Mapping[str, str],
-            ini_value: Any) -> Any:
-    """Command line, then environment, then ini, then the default; converted by kind."""
-    for origin, raw in ((setting.option, cli_value), (setting.env, environ.get(setting.env)),
-                        (f"ini key {setting.ini}", ini_value)):
+            ini_value: Any) -> tuple[Any, str | None]:
+    """(value, where it came from): command line, then environment, then ini, then the
+    default, converted by kind. Where: ``command line --bench-x``, ``environment
+    BENCH_X`` or ``ini key bench_x`` (for error messages); None for the default."""
+    for where, name, raw in ((f"command line {setting.option}", setting.option, cli_value),
+                             (f"environment {setting.env}", setting.env,
+                              environ.get(setting.env)),
+                             (f"ini key {setting.ini}", f"ini key {setting.ini}", ini_value)):
         if raw is None or raw == "" or raw == []:
             continue
         if setting.flag:
-            return bool(raw) if not isinstance(raw, str) else raw.lower() in ("1", "true", "yes")
-        return _convert(setting, raw, origin)
+            on = bool(raw) if not isinstance(raw, str) else raw.lower() in ("1", "true", "yes")
+            return on, where
+        return _convert(setting, raw, name), where
     if setting.on_in_ci:
-        return environ.get("CI", "").lower() == "true"
-    return setting.default
+        return environ.get("CI", "").lower() == "true", None
+    return setting.default, None
 
 
-def origin(setting: Setting, cli_value: Any, environ: Mapping[str, str],
-           ini_value: Any) -> str | None:
-    """Where :func:`resolve` takes the value from, for error messages: ``command line
-    --bench-x``, ``environment BENCH_X`` or ``ini key bench_x``; None for the default."""
-    for where, raw in ((f"command line {setting.option}", cli_value),
-                       (f"environment {setting.env}", environ.get(setting.env)),
-                       (f"ini key {setting.ini}", ini_value)):
-        if not (raw is None or raw == "" or raw == []):
-            return where
-    return None
+@dataclass(frozen=True)
+class Options:
+    """Every setting, resolved; ``origins``: setting name -> where a value that is not the
+    default came from."""
+
+    config: str | None
+    list: bool
+    models_dir: str | None
+    image: str | None
+    cpu_image: str | None
+    health_timeout: float | None
+    max_tokens: int | None
+    reports_dir: str
+    datasets_dir: str | None
+    references: str | None
+    tolerance: float
+    alpha: float
+    strict: bool
+    update_baseline: bool
+    history: str | None
+    sandbox: str
+    sandbox_image: str
+    limit: int | None
+    concurrency: int | None
+    hang_timeout: float
+    docker_host: str | None
+    base_url: str | None
+    lock_dir: str | None
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def resolve(cls, cli: Callable[[Setting], Any], environ: Mapping[str, str],
+                ini: Callable[[Setting], Any]) -> Options:
+        """``cli(setting)`` and ``ini(setting)``: the raw values (None when unset)."""
+        values: dict[str, Any] = {}
+        origins: dict[str, str] = {}
+        for setting in SETTINGS:
+            value, where = resolve(setting, cli(setting), environ, ini(setting))
+            values[setting.name.replace("-", "_")] = value
+            if where:
+                origins[setting.name] = where
+        return cls(**values, origins=origins)
 
 
 def _convert(setting: Setting, raw: Any, origin: str) -> Any:

@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
+from plugin.config.defaults import SANDBOX_IMAGE
 from plugin.containers.client import docker_client
 from plugin.containers.labels import LABEL_PURPOSE, ROLE_SANDBOX, harness_labels
 from plugin.containers.managed import managed_container
@@ -27,7 +28,7 @@ from plugin.sandbox.compat import evalplus_version
 
 log = logging.getLogger(__name__)
 
-DEFAULT_IMAGE = "local/bench-sandbox:latest"
+DEFAULT_IMAGE = SANDBOX_IMAGE
 
 
 SANDBOXES = ("docker", "local")

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from plugin.config.defaults import SANDBOX_IMAGE
 from plugin.datasets import load_dataset
 from plugin.errors import BenchError
 from plugin.evaluation.judging import evaluate_samples
@@ -32,7 +33,7 @@ def add_evaluate_parser(
                              "(default: FILE_eval/ next to the samples)")
     parser.add_argument("--sandbox", choices=["docker", "local"], default="docker",
                         help="docker (default) or local: a subprocess, NOT a sandbox")
-    parser.add_argument("--image", default="local/bench-sandbox:latest",
+    parser.add_argument("--image", default=SANDBOX_IMAGE,
                         help="sandbox image (default %(default)s)")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="parallel checkers in the sandbox (default: CPU count)")

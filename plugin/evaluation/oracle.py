@@ -16,6 +16,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from plugin.cache import cache_root
 from plugin.datasets import Dataset
 from plugin.errors import SandboxError
 from plugin.evaluation.backends import Backend
@@ -29,15 +30,6 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------
 # Oracle (expected outputs): trusted run, cached on the host
 # --------------------------------------------------------------------------------------
-def cache_root() -> Path:
-    """``$BENCH_CACHE_DIR`` or ``$XDG_CACHE_HOME/llama-bench`` (default ``~/.cache/...``)."""
-    explicit = os.environ.get("BENCH_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "llama-bench"
-
-
 def machine_fingerprint() -> dict[str, Any]:
     """What reference times depend on besides the runtime: CPU model and count."""
     model = ""

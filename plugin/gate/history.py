@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from plugin.gate.record import Row
 from plugin.gate.verdicts import Baseline
 
 SCHEMA_VERSION = 1
@@ -250,11 +251,11 @@ def latest_session(conn: sqlite3.Connection) -> str | None:
     return None if row is None else str(row["session"])
 
 
-def session_rows(conn: sqlite3.Connection, session: str) -> list[dict[str, Any]]:
+def session_rows(conn: sqlite3.Connection, session: str) -> list[Row]:
     """The report rows of one session, in the order they were recorded."""
     rows = conn.execute("SELECT row_json FROM runs WHERE session = ? ORDER BY recorded, rowid",
                         (session,))
-    return [json.loads(r["row_json"]) for r in rows]
+    return [Row.from_json(json.loads(r["row_json"])) for r in rows]
 
 
 def session_published(conn: sqlite3.Connection, session: str) -> list[dict[str, Any]]:

@@ -81,29 +81,6 @@ class GateOutcome:
         return STATUS_LABEL.get(self.status, self.status)
 
 
-def gate(plus_pass_at_1: float, reference: Reference, *, partial: bool = False) -> GateOutcome:
-    """The tolerance part alone: fail when plus pass@1 < reference - tolerance (pp).
-
-    Kept for callers without a history; :func:`judge` is the full gate.
-    """
-    ref = reference.plus_pass_at_1
-    if partial:
-        return GateOutcome("partial", None, "partial run (--bench-limit): gate not applied")
-    if ref is None:
-        return GateOutcome("no_reference", None,
-                           f"{reference.profile}: no {reference.dataset}+ reference "
-                           f"({reference.provenance})")
-    delta = round(plus_pass_at_1 - ref, 2)
-    floor = ref - reference.tolerance_pp
-    if plus_pass_at_1 + 1e-9 < floor:
-        return GateOutcome(
-            "fail", delta,
-            f"{reference.profile}: {reference.dataset}+ pass@1 {plus_pass_at_1:.2f}% is below "
-            f"reference {ref:.2f}% - tolerance {reference.tolerance_pp:.2f} pp = {floor:.2f}% "
-            f"(delta {delta:+.2f} pp; reference: {reference.provenance})")
-    return GateOutcome("pass", delta,
-                       f"{reference.profile}: {plus_pass_at_1:.2f}% vs reference {ref:.2f}% "
-                       f"(delta {delta:+.2f} pp, tolerance {reference.tolerance_pp:.2f} pp)")
 
 
 def baseline_provenance(baseline: Baseline) -> str:

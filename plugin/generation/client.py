@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import httpx
 
@@ -118,23 +118,20 @@ async def _post_with_retry(client: httpx.AsyncClient, where: Callable[[], str],
     raise ServerDiedError(f"POST {url} failed {retry.attempts} times; last error: {last}")
 
 
-async def _generate(base_url: str, prompts: Mapping[str, str], sampling: Sampling,
+async def _generate(endpoint: Endpoint, prompts: Mapping[str, str], sampling: Sampling,
                     store: CompletionStore, fingerprint: str, concurrency: int,
-                    retry: Retry, alive: Callable[[], bool], progress: Progress,
+                    retry: Retry, progress: Progress,
                     on_completion: Callable[[Completion, Progress], None] | None,
-                    headers: Mapping[str, str], healthy: Callable[[], bool],
-                    relocate: Callable[[], str] | None,
                     ) -> dict[str, Completion]:
-    root = {"url": base_url.rstrip("/")}
+    root = {"url": endpoint.url.rstrip("/")}
+    alive, healthy = endpoint.is_running, endpoint.is_alive
 
     def where() -> str:
         return root["url"] + "/v1/chat/completions"
 
     async def moved() -> bool:
         """After a connection failure: has the server moved (restart, new port)?"""
-        if relocate is None:
-            return False
-        found = (await asyncio.to_thread(relocate)).rstrip("/")
+        found = (await asyncio.to_thread(endpoint.relocate)).rstrip("/")
         changed, root["url"] = found != root["url"], found
         return changed
 
@@ -144,7 +141,7 @@ async def _generate(base_url: str, prompts: Mapping[str, str], sampling: Samplin
     limits = httpx.Limits(max_connections=max(1, concurrency))
 
     async with httpx.AsyncClient(timeout=timeout, limits=limits,
-                                 headers=dict(headers)) as client:
+                                 headers=dict(endpoint.headers)) as client:
 
         async def one(task_id: str, prompt: str) -> None:
             async with gate:
@@ -199,10 +196,56 @@ async def _watch(healthy: Callable[[], bool], retry: Retry) -> None:
                 f"merely slow, raise --bench-hang-timeout")
 
 
-def generate(base_url: str, prompts: Mapping[str, str], sampling: Sampling, store_path: Path,
-             fingerprint: str, *, concurrency: int = 1, retry: Retry | None = None,
-             alive: Callable[[], bool] = lambda: True,
+class Endpoint(Protocol):
+    """The server generation talks to (a :class:`plugin.server.lifecycle.ServerHandle` is
+    one): where it answers now, what each request carries, and whether it is still there."""
+
+    @property
+    def url(self) -> str: ...  # the server root now (no /v1)
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...  # sent with every request (API key)
+
+    def is_running(self) -> bool: ...  # the process exists (a paused or busy one counts)
+
+    def is_alive(self) -> bool: ...  # /health answers: the hang watchdog polls it
+
+    def relocate(self) -> str: ...  # the root after a restart (a new host port)
+
+
+@dataclass(frozen=True)
+class UrlEndpoint:
+    """An :class:`Endpoint` made of a URL and optional checks (no container behind it)."""
+
+    base_url: str
+    request_headers: Mapping[str, str] = field(default_factory=dict)
+    alive: Callable[[], bool] = lambda: True
+    healthy: Callable[[], bool] | None = None
+    find: Callable[[], str] | None = None
+
+    @property
+    def url(self) -> str:
+        return self.base_url
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.request_headers
+
+    def is_running(self) -> bool:
+        return self.alive()
+
+    def is_alive(self) -> bool:
+        return (self.healthy or self.alive)()
+
+    def relocate(self) -> str:
+        return self.find() if self.find is not None else self.base_url
+
+
+def generate(server: Endpoint | str, prompts: Mapping[str, str], sampling: Sampling,
+             store_path: Path, fingerprint: str, *, concurrency: int = 1,
+             retry: Retry | None = None,
              on_completion: Callable[[Completion, Progress], None] | None = None,
+             alive: Callable[[], bool] = lambda: True,
              headers: Mapping[str, str] | None = None,
              healthy: Callable[[], bool] | None = None,
              relocate: Callable[[], str] | None = None,
@@ -210,12 +253,14 @@ def generate(base_url: str, prompts: Mapping[str, str], sampling: Sampling, stor
     """Completions for every task of ``prompts`` (task_id -> task prompt), in task order.
 
     Completions already stored under ``fingerprint`` are reused without a request.
-    ``alive()`` false (the server process is gone) ends the run at the next failed
-    request; ``healthy()`` (default: ``alive``) false for ``retry.hang_timeout_s`` in a
-    row ends it even while requests hang. ``headers`` go with every request (API key).
-    ``relocate()`` returns the server root now: asked after a connection failure, as a
+    ``server``: an :class:`Endpoint`, or a bare URL described by the keywords (a
+    :class:`UrlEndpoint`). Its ``is_running()`` false (the process is gone) ends the run at
+    the next failed request; ``is_alive()`` false for ``retry.hang_timeout_s`` in a row ends
+    it even while requests hang. ``relocate()`` is asked after a connection failure, as a
     restarted container comes back on a new host port.
     """
+    endpoint = server if not isinstance(server, str) else UrlEndpoint(
+        server, headers or {}, alive, healthy, relocate)
     store = CompletionStore(store_path)
     known = store.load(fingerprint)
     missing = {t: p for t, p in prompts.items() if t not in known}
@@ -223,9 +268,8 @@ def generate(base_url: str, prompts: Mapping[str, str], sampling: Sampling, stor
                         reused=len(prompts) - len(missing))
     fresh: dict[str, Completion] = {}
     if missing:
-        fresh = asyncio.run(_generate(base_url, missing, sampling, store, fingerprint,
-                                      concurrency, retry or Retry(), alive, progress,
-                                      on_completion, headers or {}, healthy or alive,
-                                      relocate))
+        fresh = asyncio.run(_generate(endpoint, missing, sampling, store, fingerprint,
+                                      concurrency, retry or Retry(), progress,
+                                      on_completion))
     merged = {**known, **fresh}
     return {t: merged[t] for t in prompts}, progress

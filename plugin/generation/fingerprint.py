@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from plugin import atomic
+from plugin.cache import cache_root
+from plugin.config.profile import shard_files
 
 _CHUNK = 1 << 20
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "llama-bench"
 
 
 def file_sha256(path: Path) -> str:
@@ -37,8 +33,8 @@ def model_identity(model_path: Path, cache: Path | None = None) -> dict[str, Any
     The hash of a many-GB file takes a while, so it is cached keyed by path, size and
     mtime: a file touched or replaced is hashed again.
     """
-    shards = _shards(model_path)
-    cache_file = (cache or cache_dir()) / "model-hashes.json"
+    shards = shard_files(model_path)
+    cache_file = (cache or cache_root()) / "model-hashes.json"
     known = _read_json(cache_file)
     parts = []
     changed = False
@@ -53,14 +49,6 @@ def model_identity(model_path: Path, cache: Path | None = None) -> dict[str, Any
     if changed:
         _write_json(cache_file, known)
     return {"files": parts}
-
-
-def _shards(model_path: Path) -> list[Path]:
-    name = model_path.name
-    if "-00001-of-" in name:
-        pattern = name.replace("-00001-of-", "-?????-of-")
-        return sorted(model_path.parent.glob(pattern))
-    return [model_path]
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from plugin.config.defaults import MAX_TOKENS
+
 SYSTEM_PROMPT = "You are a helpful assistant good at coding."
 
 
@@ -24,7 +26,7 @@ def user_message(task_prompt: str) -> str:
 class Sampling:
     """Every parameter that changes a greedy answer, sent with each request."""
 
-    max_tokens: int = 768
+    max_tokens: int = MAX_TOKENS
     temperature: float = 0.0
     top_k: int = 1
     top_p: float = 0.95  # EvalPlus's value; irrelevant under top_k=1, sent for the record

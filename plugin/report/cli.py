@@ -72,7 +72,7 @@ def run_report(args: argparse.Namespace) -> int:
     if args.check:
         rows = json.loads((out / "summary.json").read_text(encoding="utf-8"))["results"]
         failed = [f"{r['profile']} ({r['dataset']}, {r['machine']}): {r['gate']}"
-                  for r in rows if r["gate"] in FAILING]
+                  for r in rows if r.gate in FAILING]
         for line in failed:
             print(f"gate failed: {line}", file=sys.stderr)
         return 1 if failed else 0

@@ -6,7 +6,7 @@ import html
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from plugin.gate.record import sorted_rows
+from plugin.gate.record import Row, sorted_rows
 from plugin.gate.references import Published
 from plugin.gate.stats import task_sort_key
 from plugin.gate.verdicts import STATUS_LABEL
@@ -41,32 +41,32 @@ def fmt_interval(ci: Sequence[float] | None) -> str:
     return "" if not ci else f"[{ci[0]:.1f}, {ci[1]:.1f}]"
 
 
-def fmt_ref(row: Mapping[str, Any]) -> str:
-    if row.get("reference") is None:
+def fmt_ref(row: Row) -> str:
+    if row.reference is None:
         return "not published"
-    from_baseline = row.get("reference_file") is None
-    return fmt_pct(row["reference"]) + (" (baseline)" if from_baseline else "")
+    from_baseline = row.reference_file is None
+    return fmt_pct(row.reference) + (" (baseline)" if from_baseline else "")
 
 
-def gate_label(row: Mapping[str, Any]) -> str:
-    label = STATUS_LABEL.get(str(row["gate"]), str(row["gate"]))
-    paired = row.get("paired")
+def gate_label(row: Row) -> str:
+    label = STATUS_LABEL.get(str(row.gate), str(row.gate))
+    paired = row.paired
     if paired and (paired["b"] or paired["c"]):
         label += (f" (flips: {paired['b']} down, {paired['c']} up, "
                   f"p={paired['p_value']:.2g})")
     return label
 
 
-def _score(row: Mapping[str, Any], which: str) -> str:
+def _score(row: Row, which: str) -> str:
     return (f"{fmt_pct(row[f'{which}_pass_at_1'])} {fmt_interval(row.get(f'{which}_ci'))} "
             f"({row[f'{which}_passed']}/{row['n_tasks']})")
 
 
-def row_cells(row: Mapping[str, Any]) -> list[str]:
-    wall = (row.get("gen_wall_s") or 0.0) + (row.get("eval_wall_s") or 0.0)
-    return [row["profile"], row["quant"], row["dataset"], _score(row, "base"),
-            _score(row, "plus"), fmt_ref(row), fmt_pp(row["delta_pp"]), gate_label(row),
-            str(row["no_answer"]), _num(row["tokens_per_s"]), _num(row["load_time_s"]),
+def row_cells(row: Row) -> list[str]:
+    wall = (row.gen_wall_s or 0.0) + (row.eval_wall_s or 0.0)
+    return [row.profile, row.quant, row.dataset, _score(row, "base"),
+            _score(row, "plus"), fmt_ref(row), fmt_pp(row.delta_pp), gate_label(row),
+            str(row.no_answer), _num(row.tokens_per_s), _num(row.load_time_s),
             _num(wall)]
 
 
@@ -75,7 +75,7 @@ def table_header(cells: list[str]) -> None:
                   for i, c in enumerate(COLUMNS)]
 
 
-def table_row(row: Mapping[str, Any] | None, cells: list[str]) -> None:
+def table_row(row: Row | None, cells: list[str]) -> None:
     values = row_cells(row) if row else ["-"] * len(COLUMNS)
     gate_class = f" gate-{row['gate']}" if row else ""
     cells[2:2] = [f'<td class="col-bench{i}{gate_class if i == 7 else ""}">'
@@ -106,7 +106,7 @@ td.gate-flagged_rise { color: #b60; font-weight: bold; }
 </style>"""
 
 
-def plots_html(rows: Sequence[Mapping[str, Any]],
+def plots_html(rows: Sequence[Row],
                trend: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
     from plugin.report import plots
 
@@ -127,7 +127,7 @@ def _unscored_html(unscored: Sequence[Mapping[str, str]]) -> list[str]:
             _html_table(["Profile", "Dataset", "Outcome", "Reason"], body)]
 
 
-def summary_sections(rows: Sequence[Mapping[str, Any]], published: Sequence[Published],
+def summary_sections(rows: Sequence[Row], published: Sequence[Published],
                      trend: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
                      unscored: Sequence[Mapping[str, str]] = ()) -> list[str]:
     """The report's summary: profiles without a score, the seed's two tables, the gate,
@@ -155,17 +155,17 @@ def summary_sections(rows: Sequence[Mapping[str, Any]], published: Sequence[Publ
     return sections
 
 
-def _local_table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+def _local_table(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
     header = ["Model", "Profile", "Quant", "Dataset", "base", "plus", "plus 95% CI",
               "Reference", "Delta", "Gate", "No answer", "Truncated", "tok/s", "Build"]
-    body = [[r["name"], r["profile"], r["quant"], r["dataset"], fmt_pct(r["base_pass_at_1"]),
-             fmt_pct(r["plus_pass_at_1"]), fmt_interval(r.get("plus_ci")), fmt_ref(r),
-             fmt_pp(r["delta_pp"]), gate_label(r), str(r["no_answer"]), str(r["truncated"]),
-             _num(r["tokens_per_s"]), str(r["build_info"])] for r in rows]
+    body = [[r.name, r.profile, r.quant, r.dataset, fmt_pct(r.base_pass_at_1),
+             fmt_pct(r.plus_pass_at_1), fmt_interval(r.plus_ci), fmt_ref(r),
+             fmt_pp(r.delta_pp), gate_label(r), str(r.no_answer), str(r.truncated),
+             _num(r.tokens_per_s), str(r.build_info)] for r in rows]
     return header, body
 
 
-def comparison_table(rows: Sequence[Mapping[str, Any]], published: Sequence[Published],
+def comparison_table(rows: Sequence[Row], published: Sequence[Published],
                       bold: bool = False) -> tuple[list[str], list[list[str]]]:
     header = ["Model", "HumanEval", "HumanEval+", "Source"]
     body = []
@@ -174,23 +174,23 @@ def comparison_table(rows: Sequence[Mapping[str, Any]], published: Sequence[Publ
         body.append([pub.model, fmt_pct(he) if he is not None else "not published",
                      fmt_pct(hep) if hep is not None else "not published", pub.source])
     for r in rows:
-        if r["dataset"] == "humaneval" and not r["partial"]:
-            cells = [f"Local: {r['name']} ({r['quant']})", fmt_pct(r["base_pass_at_1"]),
-                     fmt_pct(r["plus_pass_at_1"]), "Local benchmark"]
+        if r.dataset == "humaneval" and not r.partial:
+            cells = [f"Local: {r['name']} ({r['quant']})", fmt_pct(r.base_pass_at_1),
+                     fmt_pct(r.plus_pass_at_1), "Local benchmark"]
             body.append([f"**{c}**" for c in cells] if bold else cells)
     return header, body
 
 
-def _gate_table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+def _gate_table(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
     header = ["Profile", "Dataset", "Gate", "Reference (provenance)", "Baseline run",
               "pass->fail", "fail->pass", "McNemar p"]
     body = []
     for r in rows:
-        p = r.get("paired")
-        body.append([r["profile"], r["dataset"], STATUS_LABEL.get(r["gate"], r["gate"]),
+        p = r.paired
+        body.append([r.profile, r.dataset, STATUS_LABEL.get(r.gate, r.gate),
                      f"{fmt_ref(r)} +/- {r['tolerance_pp']:.1f} pp ({r['provenance']})"
-                     if r.get("reference") is not None else f"not published ({r['provenance']})",
-                     r.get("baseline_run") or "none pinned",
+                     if r.reference is not None else f"not published ({r['provenance']})",
+                     r.baseline_run or "none pinned",
                      _flips(p, "regressed"), _flips(p, "fixed"),
                      f"{p['p_value']:.3g} (n={p['n_common']})" if p else "-"])
     return header, body
@@ -204,7 +204,7 @@ def _flips(paired: Mapping[str, Any] | None, key: str, limit: int = 12) -> str:
     return f"{len(tasks)}: " + ", ".join(tasks[:limit]) + more if tasks else "0"
 
 
-def test_extras_html(row: Mapping[str, Any], flipped: Sequence[Mapping[str, Any]],
+def test_extras_html(row: Row, flipped: Sequence[Mapping[str, Any]],
                      log_tail: str) -> list[str]:
     """HTML fragments for one test: the gate's verdict, flipped tasks, server log tail."""
     parts = [f'<div class="bench-extra bench-gate-detail"><h4>Gate: '
@@ -235,7 +235,7 @@ def _flips_html(flipped: Sequence[Mapping[str, Any]]) -> str:
             f"</th></tr></thead><tbody>{rows}</tbody></table>{more}</div>")
 
 
-def summary_page(rows: Sequence[Mapping[str, Any]], published: Sequence[Published],
+def summary_page(rows: Sequence[Row], published: Sequence[Published],
                  trend: Mapping[str, Sequence[Mapping[str, Any]]], title: str,
                  unscored: Sequence[Mapping[str, str]] = ()) -> str:
     body = "\n".join(summary_sections(rows, published, trend, unscored))

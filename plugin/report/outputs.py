@@ -10,13 +10,13 @@ from typing import Any
 
 from plugin import atomic
 from plugin.gate import history
-from plugin.gate.record import sorted_rows
+from plugin.gate.record import Row, sorted_rows
 from plugin.gate.references import Published, published_from_json
 from plugin.report.html import summary_page
 from plugin.report.text import markdown_report
 
 
-def summary_json(session: str, rows: Sequence[Mapping[str, Any]],
+def summary_json(session: str, rows: Sequence[Row],
                  unscored: Sequence[Mapping[str, str]] = ()) -> str:
     return json.dumps({"run_id": session, "results": sorted_rows(rows),
                        "unscored": sorted(unscored, key=lambda u: (u["profile"], u["dataset"]))},
@@ -37,7 +37,7 @@ class Outputs:
     page: str
 
 
-def render_outputs(session: str, rows: Sequence[Mapping[str, Any]],
+def render_outputs(session: str, rows: Sequence[Row],
                    published: Sequence[Published],
                    trend: Mapping[str, Sequence[Mapping[str, Any]]] | None,
                    unscored: Sequence[Mapping[str, str]] = ()) -> Outputs:

@@ -13,6 +13,8 @@ from typing import Any
 
 import matplotlib
 
+from plugin.gate.record import Row
+
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
@@ -33,21 +35,21 @@ def _svg(fig: Figure) -> str:
     return text[text.index("<svg"):]  # drop the XML prolog and doctype: inline SVG
 
 
-def _label(row: Mapping[str, Any]) -> str:
+def _label(row: Row) -> str:
     return f"{row['profile']} ({row['dataset']})"
 
 
-def pass_at_1_svg(rows: Sequence[Mapping[str, Any]]) -> str:
+def pass_at_1_svg(rows: Sequence[Row]) -> str:
     """plus pass@1 per profile with its 95 % interval; reference +/- tolerance as a band."""
     fig, ax = plt.subplots(figsize=(7.5, 0.5 + 0.45 * max(1, len(rows))))
     for i, row in enumerate(rows):
-        low, high = row["plus_ci"]
-        value = row["plus_pass_at_1"]
+        low, high = row.plus_ci
+        value = row.plus_pass_at_1
         ax.errorbar([value], [i], xerr=[[value - low], [high - value]], fmt="o",
                     color="tab:blue", capsize=3, label="plus pass@1, 95% CI" if i == 0 else None)
-        ref = row.get("reference")
+        ref = row.reference
         if ref is not None:
-            tol = row.get("tolerance_pp") or 0.0
+            tol = row.tolerance_pp or 0.0
             ax.plot([ref], [i], marker="|", markersize=16, markeredgewidth=3,
                     color="tab:red", label="reference" if i == 0 else None)
             if tol:
@@ -88,12 +90,12 @@ def trend_svg(trend: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
     return _svg(fig)
 
 
-def throughput_svg(rows: Sequence[Mapping[str, Any]]) -> str:
+def throughput_svg(rows: Sequence[Row]) -> str:
     """Generation tokens/s and wall time (load, generation, evaluation) per profile."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(7.5, 0.8 + 0.45 * max(1, len(rows))),
                                       sharey=True)
     ys = list(range(len(rows)))
-    left.barh(ys, [r.get("tokens_per_s") or 0.0 for r in rows], color="tab:green")
+    left.barh(ys, [r.tokens_per_s or 0.0 for r in rows], color="tab:green")
     left.set_xlabel("generation tokens/s")
     parts = (("load_time_s", "load", "tab:gray"), ("gen_wall_s", "generate", "tab:blue"),
              ("eval_wall_s", "evaluate", "tab:orange"))

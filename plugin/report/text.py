@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 from plugin.config.profile import Profile
-from plugin.gate.record import sorted_rows
+from plugin.gate.record import Row, sorted_rows
 from plugin.gate.references import Published
 from plugin.gate.verdicts import STATUS_LABEL
 from plugin.report.html import (
@@ -29,7 +28,7 @@ def unscored_lines(unscored: Sequence[Mapping[str, str]]) -> list[str]:
             for u in sorted(unscored, key=lambda u: (u["profile"], u["dataset"]))]
 
 
-def terminal_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+def terminal_lines(rows: Sequence[Row]) -> list[str]:
     rows = sorted_rows(rows)
     widths = [max(len(COLUMNS[i]), *(len(row_cells(r)[i]) for r in rows))
               for i in range(len(COLUMNS))]
@@ -43,11 +42,11 @@ def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def _md_local(rows: Sequence[Mapping[str, Any]], dataset: str) -> list[str]:
+def _md_local(rows: Sequence[Row], dataset: str) -> list[str]:
     base_name, plus_name = DATASET_TITLE.get(dataset, (dataset, dataset + "+"))
-    body = [[r["name"], r["quant"], fmt_pct(r["base_pass_at_1"]), fmt_pct(r["plus_pass_at_1"]),
-             fmt_interval(r.get("plus_ci")), fmt_ref(r), fmt_pp(r["delta_pp"]), gate_label(r)]
-            for r in rows if r["dataset"] == dataset]
+    body = [[r.name, r.quant, fmt_pct(r.base_pass_at_1), fmt_pct(r.plus_pass_at_1),
+             fmt_interval(r.plus_ci), fmt_ref(r), fmt_pp(r.delta_pp), gate_label(r)]
+            for r in rows if r.dataset == dataset]
     if not body:
         return []
     return [f"## Local {plus_name} Results (pass@1, greedy)",
@@ -55,7 +54,7 @@ def _md_local(rows: Sequence[Mapping[str, Any]], dataset: str) -> list[str]:
                        "Reference", "vs ref", "Gate"], body)]
 
 
-def _md_gate(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+def _md_gate(rows: Sequence[Row]) -> list[str]:
     lines = []
     for r in rows:
         lines.append(f"- **{r['profile']}** ({r['dataset']}): "
@@ -63,25 +62,25 @@ def _md_gate(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return ["## Gate", "\n".join(lines)] if lines else []
 
 
-def markdown_report(rows: Sequence[Mapping[str, Any]], published: Sequence[Published],
+def markdown_report(rows: Sequence[Row], published: Sequence[Published],
                     date: str | None = None,
                     unscored: Sequence[Mapping[str, str]] = ()) -> str:
     """REPORT.md in the seed's format; a pure function of the rows and published scores."""
     rows = sorted_rows(rows)
     if date is None:
-        stamps = [str(r["recorded"]) for r in rows if r.get("recorded")]
+        stamps = [str(r.recorded) for r in rows if r.recorded]
         date = min(stamps)[:10] if stamps else datetime.date.today().isoformat()
     parts = [f"# Benchmark Results — {date}"]
     if unscored:
         parts += ["## Selected Profiles Without a Score",
                   "\n".join(f"- **{line.split(' ', 1)[0]}** {line.split(' ', 1)[1]}"
                             for line in unscored_lines(unscored))]
-    for dataset in sorted({str(r["dataset"]) for r in rows}):
+    for dataset in sorted({str(r.dataset) for r in rows}):
         parts += _md_local(rows, dataset)
     comp_header, comp_body = comparison_table(rows, published, bold=True)
     parts += ["## Comparison with Published Scores", _md_table(comp_header, comp_body)]
     parts += _md_gate(rows)
-    sessions = sorted({str(r.get("session")) for r in rows if r.get("session")})
+    sessions = sorted({str(r.session) for r in rows if r.session})
     if sessions:
         parts.append(f"Run {', '.join(sessions)}. Intervals: 95% Wilson; gate: README "
                      "\"Gate\". Rebuild: `python -m plugin report`.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+from plugin.config import defaults as D
 from plugin.config.profile import Profile
 from plugin.containers.client import engine_url, first_line
 from plugin.containers.sdk import APIError, DockerClient, DockerException, ImageNotFound
@@ -12,10 +13,10 @@ from plugin.errors import (
     ImageMissingError,
 )
 
-DEFAULT_CPU_IMAGE = "ghcr.io/ggml-org/llama.cpp:server"
+DEFAULT_CPU_IMAGE = D.CPU_IMAGE
 
 
-LOCAL_CPU_IMAGE = "local/llama.cpp:server"  # built by docker/llama-server/build-debian.sh
+LOCAL_CPU_IMAGE = D.LOCAL_CPU_IMAGE
 
 
 _said: set[tuple[str, str]] = set()

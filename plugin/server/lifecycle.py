@@ -59,9 +59,10 @@ from plugin.server.spec import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class ServerHandle:
-    """A healthy llama-server. ``base_url`` is the server root (no ``/v1``)."""
+    """A healthy llama-server. ``base_url`` is the server root (no ``/v1``) as started;
+    ``url`` is where it answers now (a restarted container gets a new host port)."""
 
     profile: Profile
     base_url: str
@@ -77,13 +78,11 @@ class ServerHandle:
     models: tuple[str, ...] = ()
     #: The profile's API key (API_KEY_ENV), sent as ``Authorization: Bearer``; never shown.
     api_key: str | None = field(default=None, repr=False, compare=False)
-    #: Where the server is now: a restarted container gets a new host port (relocate()).
-    _moved: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    #: The server root now: ``base_url``, or where :meth:`relocate` found it since.
+    url: str = field(init=False, compare=False)
 
-    @property
-    def url(self) -> str:
-        """The server root now: ``base_url``, or where :meth:`relocate` found it since."""
-        return self._moved.get("url", self.base_url)
+    def __post_init__(self) -> None:
+        self.url = self.base_url
 
     def relocate(self) -> str:
         """Re-read the container's published port (Docker assigns a new one when the
@@ -96,8 +95,8 @@ class ServerHandle:
 
     def _follow(self, info: Mapping[str, Any]) -> None:
         found = published_base_url(self.profile, info)
-        if found and found != self.url:
-            self._moved["url"] = found
+        if found:
+            self.url = found
 
     @property
     def headers(self) -> dict[str, str]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from plugin.config.profile import Profile
+from plugin.config.profile import Profile, shard_files
 from plugin.containers.client import remote_hostname
 from plugin.containers.labels import HARNESS_NAME, ROLE_SERVER, harness_labels
 from plugin.containers.sdk import DeviceRequest, Mount
@@ -21,7 +21,6 @@ from plugin.errors import (
 CONTAINER_PORT = 8080
 
 
-API_KEY_VARIABLE = "LLAMA_API_KEY"  # llama-server reads --api-key from it (not used)
 
 
 API_KEY_FILE = "/run/llama-bench/api-key"  # in the container, for --api-key-file
@@ -30,7 +29,6 @@ API_KEY_FILE = "/run/llama-bench/api-key"  # in the container, for --api-key-fil
 MODELS_MOUNT = "/models"
 
 
-_SHARD_RE = re.compile(r"^(?P<stem>.*)-(?P<index>\d{5})-of-(?P<total>\d{5})\.gguf$")
 
 
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -173,13 +171,12 @@ def engine_host(profile: Profile) -> str | None:
 
 def model_files(profile: Profile) -> list[Path]:
     """The GGUF file, or every shard of a split model (``-00001-of-00003.gguf``)."""
-    path = profile.model_path
-    match = _SHARD_RE.match(path.name)
-    if not match:
-        return [path]
-    total = int(match.group("total"))
-    stem = match.group("stem")
-    return [path.with_name(f"{stem}-{i:05d}-of-{total:05d}.gguf") for i in range(1, total + 1)]
+    return shard_files(profile.model_path)
+
+
+def missing_model_message(profile: Profile) -> str:
+    return (f"model file not found: {profile.model_path} (set --bench-models-dir / "
+            f"BENCH_MODELS_DIR, or edit MODEL at {profile.where('MODEL')})")
 
 
 def check_model_files(profile: Profile) -> None:
@@ -188,9 +185,7 @@ def check_model_files(profile: Profile) -> None:
         return  # an external server, or files on the remote engine's disk
     files = model_files(profile)
     if not files[0].exists():
-        raise ModelFileMissingError(
-            f"model file not found: {files[0]} (set --bench-models-dir / BENCH_MODELS_DIR, "
-            f"or edit MODEL at {profile.where('MODEL')})")
+        raise ModelFileMissingError(missing_model_message(profile))
     missing = [str(path) for path in files[1:] if not path.exists()]
     if missing:
         raise ModelFileMissingError(
