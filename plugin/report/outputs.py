@@ -18,7 +18,7 @@ from plugin.report.text import markdown_report
 
 def summary_json(session: str, rows: Sequence[Row],
                  unscored: Sequence[Mapping[str, str]] = ()) -> str:
-    return json.dumps({"run_id": session, "results": sorted_rows(rows),
+    return json.dumps({"run_id": session, "results": [r.to_json() for r in sorted_rows(rows)],
                        "unscored": sorted(unscored, key=lambda u: (u["profile"], u["dataset"]))},
                       indent=1, sort_keys=True) + "\n"
 
