@@ -12,13 +12,14 @@ export BENCH_CPU_IMAGE ?= local/llama.cpp:server
 PYTEST_ARGS ?=
 FORCE ?=
 
-.PHONY: help setup images smoke-model test test-stress bench lint clean-containers
+.PHONY: help setup images smoke-model test test-fast test-stress bench lint clean-containers
 
 help:
 	@echo "make setup             install/start Docker, .venv, images, smoke models (idempotent)"
 	@echo "make images [FORCE=1]  build the llama-server and sandbox images from Debian packages"
 	@echo "make smoke-model       write the tiny GGUF models to build/models"
 	@echo "make test              setup, then pytest tests \$$(PYTEST_ARGS)"
+	@echo "make test-fast         .venv only, then the tests that need no Docker (the edit loop)"
 	@echo "make test-stress       setup, then the timing-sensitive tests \$$(RUNS) times under a CPU hog"
 	@echo "make bench             setup, then pytest bench_tests -k 'canary or smoke' \$$(PYTEST_ARGS)"
 	@echo "make lint              ruff check . and mypy"
@@ -50,7 +51,15 @@ test-stress: setup
 bench: setup
 	$(VENV_PY) -m pytest bench_tests -k "canary or smoke" $(PYTEST_ARGS)
 
+# The edit loop: no Docker engine, no images; two xdist workers.
+test-fast: export BENCH_SKIP_DOCKER = 1
+test-fast:
+	bash scripts/setup.sh
+	$(VENV_PY) -m pytest tests -m "not docker" -n 2 -q $(PYTEST_ARGS)
+
+lint: export BENCH_SKIP_DOCKER = 1
 lint:
+	bash scripts/setup.sh
 	.venv/bin/ruff check .
 	.venv/bin/mypy
 

@@ -2,7 +2,7 @@
 
 Same HumanEval+ requests (EvalPlus prompts, greedy, max_tokens 768), same llama-server
 container (canary model, CPU), in one run:
-  (a) plugin.generate.generate, concurrency = slots, fresh store (every request sent)
+  (a) plugin.generation.client.generate, concurrency = slots, fresh store (every request sent)
   (b) a bare loop: httpx.AsyncClient + asyncio.Semaphore(slots), nothing stored
 Target: (a) throughput >= 95% of (b). Then the same with -np 4 and 4 in flight.
 Rounds alternate the order (bare first, then harness first); the best round of each

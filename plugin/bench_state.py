@@ -26,8 +26,6 @@ from plugin.report.outputs import render_outputs, trend_for_plot, write_outputs
 from plugin.report.text import terminal_lines, unscored_lines
 
 RESULT_PROPERTY = "bench_result"
-
-
 UNSCORED_PROPERTY = "bench_unscored"  # a selected profile x dataset that got no score
 
 
@@ -269,8 +267,6 @@ class BenchInfraError(Exception):
 #: Errors shown as their message only (they say what, where and the fix), not as a
 #: traceback through the fixtures.
 SHORT_ERRORS: tuple[type[BaseException], ...] = (BenchError, BenchInfraError)
-
-
 MAX_ERROR_LINES = 12
 
 

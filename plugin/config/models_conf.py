@@ -62,14 +62,8 @@ _RESERVED_FLAGS: Mapping[str, str] = {
     "--api-key": "API_KEY_ENV (the key stays in the environment, out of models.conf)",
     "--api-key-file": "API_KEY_ENV (the harness must know the key to send it)",
 }
-
-
 _SECTION_RE = re.compile(r"^\s*\[(?P<name>.+)\]")  # configparser SECTCRE
-
-
 _KEY_RE = re.compile(r"(?P<key>.*?)\s*=")  # configparser's OPTCRE, delimiter "="
-
-
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 

@@ -12,11 +12,7 @@ from pathlib import Path
 from plugin.errors import ConfigError
 
 BENCH_PREFIX = "bench-"
-
-
 _CUDA_RE = re.compile(r"CUDA(\d+)")
-
-
 _QUANT_RE = re.compile(r"(UD-)?(I?Q\d(_[A-Z0-9]+)*|MXFP4|F16|BF16|F32)", re.IGNORECASE)
 
 

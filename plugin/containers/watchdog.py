@@ -45,23 +45,11 @@ from plugin.containers.registry import remove_container
 from plugin.errors import DockerUnavailableError
 
 EXIT_NO_ENGINE = 3
-
-
 SECOND_SWEEP_AFTER_S = 3.0
-
-
 POLL_S = 0.5
-
-
 CONNECT_TIMEOUT_S = 10
-
-
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding plugin/
-
-
 _spawned: dict[tuple[int, str | None], subprocess.Popen[bytes] | None] = {}
-
-
 _spawn_lock = threading.Lock()
 
 

@@ -29,20 +29,10 @@ from plugin.sandbox.compat import evalplus_version
 log = logging.getLogger(__name__)
 
 DEFAULT_IMAGE = SANDBOX_IMAGE
-
-
 SANDBOXES = ("docker", "local")
-
-
 GIB = 1 << 30
-
-
 SANDBOX_CPU_SHARES = 8192  # Docker's default is 1024
-
-
 SANDBOX_DIR = Path(__file__).resolve().parents[1] / "sandbox"  # plugin/sandbox
-
-
 NO_DOCKER_FIX = ("without Docker use --sandbox local (NOT a sandbox: runs generated code "
                  "as you)")
 LOCAL_WARNING = (

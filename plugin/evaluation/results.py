@@ -16,11 +16,7 @@ from plugin.evaluation.plan import Plan
 from plugin.sandbox import protocol
 
 VERDICTS_NAME = "verdicts.jsonl"
-
-
 RESULTS_NAME = "eval_results.json"
-
-
 MISSING = "missing"
 
 

@@ -12,8 +12,6 @@ from plugin.errors import ConfigError
 
 #: dataset name -> key of the plus score in reference-scores.json
 PLUS_KEY = {"humaneval": "humaneval_plus", "mbpp": "mbpp_plus"}
-
-
 PROVENANCE_KINDS = ("published", "designed", "local baseline", "none")
 
 

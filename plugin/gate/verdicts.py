@@ -14,23 +14,11 @@ DEFAULT_ALPHA = 0.05
 
 # gate statuses
 PASS = "pass"
-
-
 FAIL_TOLERANCE = "fail_tolerance"
-
-
 FAIL_DROP = "fail_drop"
-
-
 FLAGGED_RISE = "flagged_rise"
-
-
 NO_BASELINE = "no_baseline"
-
-
 PARTIAL = "partial"
-
-
 FAILING = frozenset({FAIL_TOLERANCE, FAIL_DROP})
 
 

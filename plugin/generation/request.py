@@ -8,12 +8,8 @@ from typing import Any
 from plugin.config.defaults import MAX_TOKENS
 
 SYSTEM_PROMPT = "You are a helpful assistant good at coding."
-
-
 INSTRUCTION = ("Please provide a self-contained Python script that solves the following "
                "problem in a markdown code block:")
-
-
 PROMPT_TEMPLATE_ID = "evalplus-0.3.1-openai-chat"
 
 

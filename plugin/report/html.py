@@ -13,11 +13,7 @@ from plugin.gate.verdicts import STATUS_LABEL
 
 COLUMNS = ("Profile", "Quant", "Dataset", "base pass@1 [95% CI]", "plus pass@1 [95% CI]",
            "Reference", "Delta", "Gate", "No answer", "tok/s", "Load s", "Wall s")
-
-
 DATASET_TITLE = {"humaneval": ("HumanEval", "HumanEval+"), "mbpp": ("MBPP", "MBPP+")}
-
-
 FLIP_DETAIL_LIMIT = 25
 
 

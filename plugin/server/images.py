@@ -14,11 +14,7 @@ from plugin.errors import (
 )
 
 DEFAULT_CPU_IMAGE = D.CPU_IMAGE
-
-
 LOCAL_CPU_IMAGE = D.LOCAL_CPU_IMAGE
-
-
 _said: set[tuple[str, str]] = set()
 
 

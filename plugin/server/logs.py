@@ -13,14 +13,8 @@ from typing import Any, cast
 from plugin.containers.sdk import DockerClient, DockerException
 
 REDACTED = "***"
-
-
 LOG_TAIL_LINES = 40
-
-
 LOG_EXCERPT_LINES = 4  # log lines quoted in an error message
-
-
 _TAIL_BYTES = 256 * 1024
 
 

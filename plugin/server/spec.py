@@ -19,18 +19,8 @@ from plugin.errors import (
 )
 
 CONTAINER_PORT = 8080
-
-
-
-
 API_KEY_FILE = "/run/llama-bench/api-key"  # in the container, for --api-key-file
-
-
 MODELS_MOUNT = "/models"
-
-
-
-
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
