@@ -27,7 +27,8 @@ def pid_alive(pid: int) -> bool:
 def owner_gone(labels: Mapping[str, str]) -> bool:
     """The container was made on this host by a process that no longer runs (or names no
     owner pid). A container of another host is never judged gone: its pids are not ours.
-    (Sandboxes of earlier versions carry only ``bench.pid``, and were always local.)"""
+    A container with ``bench.pid`` alone (sandboxes before they carried the owner labels;
+    they still carry it) is judged by it and taken to be local."""
     legacy = LEGACY_PID in labels and LABEL_OWNER_PID not in labels
     host = labels.get(LABEL_OWNER_HOST) or (socket.gethostname() if legacy else None)
     if host != socket.gethostname():

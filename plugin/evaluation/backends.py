@@ -18,6 +18,7 @@ from plugin.config.defaults import SANDBOX_IMAGE
 from plugin.containers.client import docker_client
 from plugin.containers.labels import LABEL_PURPOSE, ROLE_SANDBOX, harness_labels
 from plugin.containers.managed import managed_container
+from plugin.containers.owner import LEGACY_PID
 from plugin.containers.sdk import APIError, DockerException, ImageNotFound, Ulimit
 from plugin.datasets import PROJECT_ROOT
 from plugin.errors import DockerUnavailableError, SandboxError
@@ -142,7 +143,8 @@ def sandbox_container_spec(image: str, args: list[str], volumes: dict[str, dict[
         "volumes": volumes,
         "working_dir": "/tmp",
         "labels": {**harness_labels(role=ROLE_SANDBOX), LABEL_PURPOSE: purpose,
-                   "bench.run": uuid.uuid4().hex},
+                   "bench.run": uuid.uuid4().hex,
+                   LEGACY_PID: str(os.getpid())},  # as sandboxes were always labelled
         "detach": True,
     }
 
