@@ -116,7 +116,7 @@ def test_significant_drop_inside_a_wide_tolerance(tmp_path: Path) -> None:
 
 def test_rows_are_json_and_carry_intervals(tmp_path: Path) -> None:
     row, _ = _assess(tmp_path / "h.sqlite", tmp_path, "s1", ALL_BUT_4, ref=80.0)
-    assert json.loads(json.dumps(row)) == row
+    assert json.loads(json.dumps(row.to_json())) == row.to_json()
     assert row["plus_ci"] == [58.4, 91.93]  # Wilson 16/20
     assert row["gate"] == "pass"
     assert row["delta_pp"] == 0.0

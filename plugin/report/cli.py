@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from plugin.gate import history
+from plugin.gate.record import Row
 from plugin.gate.verdicts import FAILING
 from plugin.report.outputs import rebuild
 
@@ -70,8 +71,9 @@ def run_report(args: argparse.Namespace) -> int:
     for path in written:
         print(path)
     if args.check:
-        rows = json.loads((out / "summary.json").read_text(encoding="utf-8"))["results"]
-        failed = [f"{r['profile']} ({r['dataset']}, {r['machine']}): {r['gate']}"
+        rows = [Row.from_json(r) for r in
+                json.loads((out / "summary.json").read_text(encoding="utf-8"))["results"]]
+        failed = [f"{r.profile} ({r.dataset}, {r.machine}): {r.gate}"
                   for r in rows if r.gate in FAILING]
         for line in failed:
             print(f"gate failed: {line}", file=sys.stderr)
