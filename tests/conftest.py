@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -29,8 +30,8 @@ from typing import Any
 
 import pytest
 
-from plugin.containers.labels import LABEL_OWNER_PID
-from plugin.containers.owner import owner_gone
+from plugin.containers.labels import LABEL_OWNER_HOST, LABEL_OWNER_PID
+from plugin.containers.owner import LEGACY_PID, pid_alive
 
 # The suite behaves the same on a workstation and in CI: CI=true turns gate mode
 # (--bench-strict) on by default, so it is taken out of the environment of every run the
@@ -90,9 +91,14 @@ def _harness_containers(client: Any) -> list[dict[str, Any]]:
 
 
 def _ours(entry: dict[str, Any]) -> bool:
-    """Made by this test process, or by a process of this host that is gone."""
+    """Made by this test process, by a process of this host that is gone, or by one that
+    left no owner labels at all (every harness container must carry them)."""
     labels = entry.get("Labels") or {}
-    return labels.get(LABEL_OWNER_PID) == str(os.getpid()) or owner_gone(labels)
+    host = labels.get(LABEL_OWNER_HOST)
+    if host and host != socket.gethostname():
+        return False
+    pid = labels.get(LABEL_OWNER_PID) or labels.get(LEGACY_PID) or ""
+    return not pid.isdigit() or int(pid) == os.getpid() or not pid_alive(int(pid))
 
 
 def _describe(entry: dict[str, Any]) -> str:
