@@ -162,7 +162,7 @@ class BenchState:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.selected == 0 and runs_bench_tests(self.config):
+        if self.selected == 0 and runs_bench_tests(self.config, self.options):
             names = ", ".join(p.name for p in self.conf.bench_profiles) or "(none)"
             terminalreporter.write_line(
                 f"llama-bench: no benchmark test selected; the bench profiles of "
@@ -246,10 +246,10 @@ def _utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def runs_bench_tests(config: pytest.Config) -> bool:
+def runs_bench_tests(config: pytest.Config, options: S.Options) -> bool:
     """This run benchmarks: it names the project's bench_tests/, or a models.conf (the
     installed plugin, run from any folder with --bench-config)."""
-    if "config" in options_of(config).origins:
+    if "config" in options.origins:
         return True
     bench_dir = (config.rootpath / "bench_tests").resolve()
     for arg in config.args:

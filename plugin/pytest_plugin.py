@@ -119,7 +119,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state = _load(config)
     config.stash[STATE_KEY] = state
     config.pluginmanager.register(state, "bench_state")
-    wants_report = runs_bench_tests(config) and not config.option.collectonly
+    wants_report = runs_bench_tests(config, state.options) and not config.option.collectonly
     if wants_report and hasattr(config.option, "htmlpath"):
         if not config.option.htmlpath:
             config.option.htmlpath = str(state.reports_dir / "report.html")
