@@ -59,7 +59,8 @@ def _load(config: pytest.Config) -> BenchState:
         defaults = Defaults(models_dir=options.models_dir, image=options.image,
                             cpu_image=options.cpu_image, health_timeout=options.health_timeout,
                             max_tokens=options.max_tokens, docker_host=options.docker_host,
-                            base_url=options.base_url, origins=options.origins)
+                            base_url=options.base_url, prompt_mode=options.prompt_mode,
+                            origins=options.origins)
         conf_path = _rooted(config, options.config, "models.conf")
         ref_path = (_rooted(config, options.references, "") if options.references
                     else _default_references(config, conf_path))

@@ -31,9 +31,9 @@ from plugin.datasets import Dataset
 from plugin.evaluation.judging import evaluate_samples
 from plugin.evaluation.results import EvalResult, TaskVerdict
 from plugin.generation.client import Progress, Retry, generate
-from plugin.generation.extract import extract_code
+from plugin.generation.extract import extract_code, extract_completion
 from plugin.generation.fingerprint import file_sha256, fingerprint, model_identity, text_sha256
-from plugin.generation.request import PROMPT_TEMPLATE_ID, Sampling
+from plugin.generation.request import COMPLETION, PromptMode, Sampling
 from plugin.generation.store import Completion, CompletionStore, summarize
 from plugin.server.lazy import LazyServer
 from plugin.server.spec import MODELS_MOUNT
@@ -100,6 +100,8 @@ class BenchResult:
     verdicts: Mapping[str, Mapping[str, str]] = field(repr=False)
     #: Per task (in the dataset's order); not in summary.json, whose files hold them.
     tasks: Mapping[str, TaskFacts] = field(default_factory=dict, repr=False)
+    #: How the tasks were asked: chat or completion (PROMPT_MODE).
+    prompt_mode: str = "chat"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -108,6 +110,10 @@ class BenchResult:
 
 
 def sampling_for(profile: Profile) -> Sampling:
+    if profile.prompt_mode == COMPLETION:
+        # EvalPlus's greedy direct completion sends top_p 1.0 (provider/vllm.py); there is
+        # no chat template, so THINKING and REASONING_EFFORT do not apply
+        return Sampling(max_tokens=profile.max_tokens, top_p=1.0)
     return Sampling(max_tokens=profile.max_tokens, thinking=profile.thinking,
                     reasoning_effort=profile.reasoning_effort)
 
@@ -146,12 +152,14 @@ def run_fingerprint(profile: Profile, server: LazyServer, dataset: Dataset,
                    "model": model_identity(profile.model_path),
                    "ctx": profile.ctx_size, "ngl": profile.n_gpu_layers, "fit": profile.fit,
                    "extra_args": list(profile.extra_args)}
-        template = chat_template_file(profile)
-        if template is not None:  # its contents change answers, not only its path
+        template_file = chat_template_file(profile)
+        if template_file is not None:  # its contents change answers, not only its path
             backend["chat_template_file_sha256"] = (
-                file_sha256(template) if template.is_file() else f"missing: {template}")
+                file_sha256(template_file) if template_file.is_file()
+                else f"missing: {template_file}")
+    template = PromptMode(profile.prompt_mode, dataset.name).template_id
     return fingerprint({"backend": backend, "sampling": asdict(sampling),
-                        "prompt_template": PROMPT_TEMPLATE_ID, "dataset_sha256": dataset.sha256})
+                        "prompt_template": template, "dataset_sha256": dataset.sha256})
 
 
 def _subset(dataset: Dataset, limit: int | None) -> Dataset:
@@ -164,11 +172,17 @@ def _subset(dataset: Dataset, limit: int | None) -> Dataset:
 def _solutions(profile: Profile, data: Dataset, completions: Mapping[str, Completion],
                ) -> tuple[dict[str, str], list[str]]:
     """Extracted programs; with CODE_FROM_REASONING=on, empty answers fall back to the
-    reasoning text (those tasks are returned, to be marked)."""
+    reasoning text (those tasks are returned, to be marked). Completion mode: the prompt
+    plus the completion, sanitized, as EvalPlus does for base models."""
     solutions: dict[str, str] = {}
     from_reasoning: list[str] = []
     for task_id, completion in completions.items():
-        entry_point = data.tasks[task_id].entry_point
+        task = data.tasks[task_id]
+        entry_point = task.entry_point
+        if profile.prompt_mode == COMPLETION:
+            solutions[task_id] = extract_completion(task.prompt, completion.content,
+                                                    entry_point)
+            continue
         text = completion.content
         if not text.strip() and profile.code_from_reasoning and completion.reasoning_content:
             text = completion.reasoning_content
@@ -199,6 +213,7 @@ def run_benchmark(profile: Profile, server: LazyServer, dataset: Dataset, out_di
     completions, progress = generate(
         handle if handle else "", prompts, sampling, store_path, fp,
         concurrency=options.concurrency or profile.slots,
+        mode=PromptMode(profile.prompt_mode, data.name),
         retry=Retry(hang_timeout_s=options.hang_timeout_s,
                     watch_interval_s=min(Retry.watch_interval_s, options.hang_timeout_s / 2)),
         on_completion=options.on_completion)
@@ -247,6 +262,7 @@ def _result(profile: Profile, server: LazyServer, data: Dataset, full: Dataset, 
                   for t, v in verdicts.items()},
         tasks={t: _facts(t, completions.get(t), solutions.get(t, ""), verdicts.get(t))
                for t in data.tasks},
+        prompt_mode=profile.prompt_mode,
     )
 
 

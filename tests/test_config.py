@@ -42,7 +42,8 @@ def test_project_models_conf_has_the_seed_profiles(conf):
     names = set(conf.profiles)
     assert PRODUCTION <= names
     bench = {p.name for p in conf.bench_profiles}
-    assert bench == SEED_BENCH | {"bench-smoke", "bench-canary", "bench-canary-think"}
+    assert bench == SEED_BENCH | {"bench-smoke", "bench-canary", "bench-canary-think",
+                                  "bench-gemma3-270m"}
     assert "bench-glm-flash-exp" not in names
 
 
@@ -87,6 +88,7 @@ def test_model_dirs_resolve_per_profile(conf):
     assert canary.resolve() == (ROOT / "models/canary/canary-humaneval.gguf").resolve()
     assert conf.profiles["bench-canary-think"].model_path.resolve() == canary.resolve()
     assert conf.profiles["bench-smoke"].models_dir == ROOT / "build/models"
+    assert conf.profiles["bench-gemma3-270m"].models_dir == ROOT / "build/models"
     assert conf.profiles["bench-qwen3-coder"].models_dir == Path("/srv/models")
 
 
@@ -127,6 +129,7 @@ GOOD = "[bench-x]\nNAME=X\nMODEL=x.gguf\nCTX_SIZE=4096\n"
     (GOOD + "N_GPU_LAYERS=lots\n", 5, "N_GPU_LAYERS='lots'"),
     (GOOD.replace("4096", "4k"), 4, "CTX_SIZE='4k' is not a whole number"),
     (GOOD + "FIT=maybe\n", 5, "FIT='maybe'"),
+    (GOOD + "PROMPT_MODE=instruct\n", 5, "PROMPT_MODE='instruct' is not one of chat|completion"),
     (GOOD + "EXTRA_ARGS=--alias \"unbalanced\n", 5, "cannot be split"),
     (GOOD + "EXTRA_ARGS=--jinja -c 8192\n", 5, "sets -c"),
     (GOOD + "MODLE=typo.gguf\n", 5, "unknown key MODLE"),
@@ -240,6 +243,7 @@ _VALID: dict[str, st.SearchStrategy[str]] = {
     "FIT": st.sampled_from(["on", "off", "OFF"]),
     "THINKING": st.sampled_from(["auto", "on", "Off"]),
     "CODE_FROM_REASONING": st.sampled_from(["on", "off"]),
+    "PROMPT_MODE": st.sampled_from(["chat", "completion", "Completion"]),
     "MAX_TOKENS": st.integers(1, 4096).map(str),
     "HEALTH_TIMEOUT": st.floats(0.5, 1e4).map(str),
     "GPUS": st.sampled_from(["all", "none", "0", "0,1"]),
@@ -379,7 +383,7 @@ def _bad_number(draw: st.DrawFn) -> Case:
 
 
 _CHOICES = {"FIT": ("off", "on"), "THINKING": ("auto", "on", "off"),
-            "CODE_FROM_REASONING": ("off", "on")}
+            "CODE_FROM_REASONING": ("off", "on"), "PROMPT_MODE": ("chat", "completion")}
 
 
 @st.composite

@@ -135,7 +135,8 @@ def test_project_bench_list_names_all_bench_profiles():
     listed = {line.split()[0] for line in out.splitlines()[2:] if line.strip()}
     assert listed == {"bench-glm-flash-q4", "bench-glm-flash", "bench-gpt-oss-120b",
                       "bench-qwen3-coder-q5", "bench-qwen3-coder", "bench-qwen3-coder-q6k",
-                      "bench-smoke", "bench-canary", "bench-canary-think"}
+                      "bench-smoke", "bench-canary", "bench-canary-think",
+                      "bench-gemma3-270m"}
 
 
 def test_project_k_qwen3_collects_the_three_qwen3_profiles():

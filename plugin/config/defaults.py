@@ -12,3 +12,7 @@ SANDBOX_IMAGE = "local/bench-sandbox:latest"
 HEALTH_TIMEOUT_S = 600.0
 #: max_tokens of each request, as EvalPlus sends it (provider/base.py).
 MAX_TOKENS = 768
+#: How each task is asked: EvalPlus's chat prompt (instruct models) or its direct
+#: completion of the task's code (base models). PROMPT_MODE / --bench-prompt-mode.
+PROMPT_MODES = ("chat", "completion")
+PROMPT_MODE = "chat"

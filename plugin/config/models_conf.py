@@ -45,6 +45,8 @@ KNOWN_KEYS: Mapping[str, str] = {
     "QUANT": "quantisation label shown in the report (default: guessed from MODEL)",
     "CODE_FROM_REASONING": "on|off: when content is empty, take the code from "
                            "reasoning_content (marked in the report; default off)",
+    "PROMPT_MODE": "chat|completion: EvalPlus's chat prompt (default) or its direct "
+                   "completion of the task's code, for base models (/v1/completions)",
     "API_KEY_ENV": "name of the environment variable holding the server's API key: the "
                    "container gets it as --api-key (LLAMA_API_KEY) and every request sends "
                    "it; the key itself is never written in models.conf",
@@ -308,6 +310,12 @@ def _docker_host(section: _Section, defaults: Defaults) -> str | None:
     return defaults.docker_host or section.get("DOCKER_HOST") or None
 
 
+def _prompt_mode(section: _Section, defaults: Defaults) -> str:
+    """The option's mode, else the profile's PROMPT_MODE (checked either way), else chat."""
+    written = section.choice("PROMPT_MODE", D.PROMPT_MODES, D.PROMPT_MODE)
+    return defaults.prompt_mode or written or D.PROMPT_MODE
+
+
 def _build_profile(section: _Section, path: Path, defaults: Defaults) -> Profile:
     _check_keys(section)
     for key in REQUIRED_KEYS:  # CTX_SIZE too: without it llama-server would get -c 0
@@ -338,6 +346,7 @@ def _build_profile(section: _Section, path: Path, defaults: Defaults) -> Profile
         base_url=defaults.base_url or section.get("BASE_URL") or None,
         quant=section.get("QUANT") or guess_quant(model),
         code_from_reasoning=section.choice("CODE_FROM_REASONING", ("off", "on"), "off") == "on",
+        prompt_mode=_prompt_mode(section, defaults),
         source=path,
         line=section.lines.get((section.name, ""), 0),
         key_lines=key_lines,
@@ -351,7 +360,8 @@ def _overrides(section: _Section, gpus: tuple[str, ...], defaults: Defaults) -> 
     origin = defaults.origins
     used = {"HEALTH_TIMEOUT": ("health-timeout", defaults.health_timeout),
             "MAX_TOKENS": ("max-tokens", defaults.max_tokens),
-            "BASE_URL": ("base-url", defaults.base_url)}
+            "BASE_URL": ("base-url", defaults.base_url),
+            "PROMPT_MODE": ("prompt-mode", defaults.prompt_mode)}
     if not section.explicit("IMAGE"):
         used["IMAGE" if gpus else "CPU_IMAGE"] = (
             ("image", defaults.image) if gpus else ("cpu-image", defaults.cpu_image))

@@ -29,6 +29,8 @@ class Defaults:
     docker_host: str | None = None
     #: Running server every profile is benchmarked against (replaces every BASE_URL).
     base_url: str | None = None
+    #: Prompt mode of every profile (replaces each PROMPT_MODE).
+    prompt_mode: str | None = None
     #: Where each of these came from (setting name -> "command line --bench-cpu-image",
     #: "environment BENCH_CPU_IMAGE", ...), so errors blame the right place.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -56,6 +58,9 @@ class Profile:
     base_url: str | None
     quant: str
     code_from_reasoning: bool
+    #: chat (EvalPlus's chat prompt to /v1/chat/completions) or completion (its direct
+    #: completion prompt to /v1/completions, for base models).
+    prompt_mode: str
     source: Path
     line: int
     key_lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)

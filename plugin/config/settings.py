@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from plugin.config.defaults import SANDBOX_IMAGE
+from plugin.config.defaults import PROMPT_MODES, SANDBOX_IMAGE
 from plugin.errors import ConfigError
 
 
@@ -80,6 +80,10 @@ SETTINGS: tuple[Setting, ...] = (
             "HEALTH_TIMEOUT of the profile)", kind=_positive_float, metavar="SECONDS"),
     Setting("max-tokens", "max_tokens per request, for every profile (default: MAX_TOKENS "
             "of the profile, 768)", kind=int, metavar="N"),
+    Setting("prompt-mode", "how every profile asks (replaces each PROMPT_MODE): chat "
+            "(EvalPlus's chat prompt, /v1/chat/completions) or completion (EvalPlus's "
+            "direct completion of the task's code, /v1/completions; for base models)",
+            choices=PROMPT_MODES),
     Setting("reports-dir", "where samples, verdicts, logs and reports go", default="reports",
             metavar="DIR"),
     Setting("datasets-dir", "directory holding the EvalPlus release files "
@@ -160,6 +164,7 @@ class Options:
     cpu_image: str | None
     health_timeout: float | None
     max_tokens: int | None
+    prompt_mode: str | None
     reports_dir: str
     datasets_dir: str | None
     references: str | None

@@ -86,6 +86,8 @@ class Row:
     build_info: str
     fingerprint: str
     out_dir: str
+    #: chat or completion (PROMPT_MODE); None in rows recorded before it existed (chat).
+    prompt_mode: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,7 +131,8 @@ def result_row(result: BenchResult, reference: Reference, outcome: GateOutcome,
         requests_sent=result.requests_sent,
         load_time_s=result.load_time_s, gen_wall_s=result.gen_wall_s,
         eval_wall_s=result.eval_wall_s, build_info=result.build_info,
-        fingerprint=result.fingerprint, out_dir=result.out_dir)
+        fingerprint=result.fingerprint, out_dir=result.out_dir,
+        prompt_mode=result.prompt_mode)
 
 
 _FIELDS = frozenset(f.name for f in fields(Row))

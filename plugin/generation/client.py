@@ -13,18 +13,19 @@ from typing import Any, Protocol, cast
 import httpx
 
 from plugin.errors import ServerDiedError
-from plugin.generation.request import Sampling
+from plugin.generation.request import PromptMode, Sampling
 from plugin.generation.store import Completion, CompletionStore
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class MalformedResponseError(ValueError):
-    """HTTP 200 whose body is not a chat completion (cut short, not JSON, no choices)."""
+    """HTTP 200 whose body is not a completion (cut short, not JSON, no choices)."""
 
 
-def parse_completion_body(response: httpx.Response) -> dict[str, Any]:
-    """The JSON of a chat completion, checked for the fields an answer is read from;
+def parse_completion_body(response: httpx.Response, text: bool = False) -> dict[str, Any]:
+    """The JSON of a chat completion (``text``: of a text completion), checked for the
+    field the answer is read from (``choices[0].message``, ``choices[0].text``);
     MalformedResponseError otherwise (retried: a proxy or a crashing server can cut it)."""
     try:
         data = response.json()
@@ -32,9 +33,10 @@ def parse_completion_body(response: httpx.Response) -> dict[str, Any]:
         raise MalformedResponseError(f"body is not JSON ({exc}): {response.text[:120]!r}"
                                      ) from None
     choices = data.get("choices") if isinstance(data, dict) else None
+    field, kind = ("text", str) if text else ("message", dict)
     if (not isinstance(choices, list) or not choices or not isinstance(choices[0], dict)
-            or not isinstance(choices[0].get("message"), dict)):
-        raise MalformedResponseError(f"no choices[0].message in {response.text[:120]!r}")
+            or not isinstance(choices[0].get(field), kind)):
+        raise MalformedResponseError(f"no choices[0].{field} in {response.text[:120]!r}")
     return cast(dict[str, Any], data)
 
 
@@ -89,7 +91,7 @@ async def _still_there(alive: Callable[[], bool], grace_s: float) -> bool:
 async def _post_with_retry(client: httpx.AsyncClient, where: Callable[[], str],
                            body: dict[str, Any], retry: Retry, alive: Callable[[], bool],
                            moved: Callable[[], Awaitable[bool]] | None = None,
-                           ) -> tuple[dict[str, Any], int]:
+                           text: bool = False) -> tuple[dict[str, Any], int]:
     delay = retry.first_delay_s
     last = "no attempt"
     url = where()
@@ -98,7 +100,7 @@ async def _post_with_retry(client: httpx.AsyncClient, where: Callable[[], str],
         try:
             response = await client.post(url, json=body)
             if response.status_code == 200:
-                return parse_completion_body(response), attempt
+                return parse_completion_body(response, text), attempt
             last = f"HTTP {response.status_code}: {response.text[:200]}"
             if response.status_code in (401, 403):
                 raise ServerDiedError(
@@ -119,15 +121,15 @@ async def _post_with_retry(client: httpx.AsyncClient, where: Callable[[], str],
 
 
 async def _generate(endpoint: Endpoint, prompts: Mapping[str, str], sampling: Sampling,
-                    store: CompletionStore, fingerprint: str, concurrency: int,
-                    retry: Retry, progress: Progress,
+                    mode: PromptMode, store: CompletionStore, fingerprint: str,
+                    concurrency: int, retry: Retry, progress: Progress,
                     on_completion: Callable[[Completion, Progress], None] | None,
                     ) -> dict[str, Completion]:
     root = {"url": endpoint.url.rstrip("/")}
     alive, healthy = endpoint.is_running, endpoint.is_alive
 
     def where() -> str:
-        return root["url"] + "/v1/chat/completions"
+        return root["url"] + mode.path
 
     async def moved() -> bool:
         """After a connection failure: has the server moved (restart, new port)?"""
@@ -146,8 +148,9 @@ async def _generate(endpoint: Endpoint, prompts: Mapping[str, str], sampling: Sa
         async def one(task_id: str, prompt: str) -> None:
             async with gate:
                 started = time.monotonic()
-                data, attempts = await _post_with_retry(client, where, sampling.body(prompt),
-                                                        retry, alive, moved)
+                data, attempts = await _post_with_retry(
+                    client, where, mode.body(sampling, prompt), retry, alive, moved,
+                    text=mode.is_completion)
                 completion = Completion.from_response(task_id, fingerprint, data,
                                                       time.monotonic() - started, attempts)
             store.append(completion)
@@ -242,7 +245,8 @@ class UrlEndpoint:
 
 
 def generate(server: Endpoint | str, prompts: Mapping[str, str], sampling: Sampling,
-             store_path: Path, fingerprint: str, *, concurrency: int = 1,
+             store_path: Path, fingerprint: str, *, mode: PromptMode | None = None,
+             concurrency: int = 1,
              retry: Retry | None = None,
              on_completion: Callable[[Completion, Progress], None] | None = None,
              alive: Callable[[], bool] = lambda: True,
@@ -250,7 +254,8 @@ def generate(server: Endpoint | str, prompts: Mapping[str, str], sampling: Sampl
              healthy: Callable[[], bool] | None = None,
              relocate: Callable[[], str] | None = None,
              ) -> tuple[dict[str, Completion], Progress]:
-    """Completions for every task of ``prompts`` (task_id -> task prompt), in task order.
+    """Completions for every task of ``prompts`` (task_id -> task prompt), in task order,
+    asked as ``mode`` says (default: EvalPlus's chat prompt).
 
     Completions already stored under ``fingerprint`` are reused without a request.
     ``server``: an :class:`Endpoint`, or a bare URL described by the keywords (a
@@ -268,8 +273,8 @@ def generate(server: Endpoint | str, prompts: Mapping[str, str], sampling: Sampl
                         reused=len(prompts) - len(missing))
     fresh: dict[str, Completion] = {}
     if missing:
-        fresh = asyncio.run(_generate(endpoint, missing, sampling, store, fingerprint,
-                                      concurrency, retry or Retry(), progress,
-                                      on_completion))
+        fresh = asyncio.run(_generate(endpoint, missing, sampling, mode or PromptMode(),
+                                      store, fingerprint, concurrency, retry or Retry(),
+                                      progress, on_completion))
     merged = {**known, **fresh}
     return {t: merged[t] for t in prompts}, progress

@@ -1,4 +1,4 @@
-"""Code extraction from a chat answer, with EvalPlus's own sanitizer.
+"""Code extraction from an answer, with EvalPlus's own sanitizer.
 
 ``evalplus.sanitize.sanitize`` parses the text with tree-sitter and keeps the code block
 with the entry point and what it depends on. It only parses: nothing of the answer runs
@@ -6,6 +6,8 @@ here. (It is slow on very long texts, about 14 s for 600 lines.)
 """
 
 from __future__ import annotations
+
+from plugin.generation.request import completion_prompt
 
 
 def extract_code(answer: str, entry_point: str) -> str:
@@ -15,3 +17,16 @@ def extract_code(answer: str, entry_point: str) -> str:
     from evalplus.sanitize import sanitize  # tree-sitter import: only when needed
 
     return str(sanitize(answer, entrypoint=entry_point))
+
+
+def completion_program(task_prompt: str, completion: str) -> str:
+    """A direct completion's program as EvalPlus builds it: the prompt sent plus the
+    completion (codegen.py:88), tabs in the completion as four spaces (what its vllm and
+    hf providers do to every output, vllm.py:68)."""
+    return completion_prompt(task_prompt) + completion.replace("\t", "    ")
+
+
+def extract_completion(task_prompt: str, completion: str, entry_point: str) -> str:
+    """The program EvalPlus would evaluate for a direct completion: prompt + completion,
+    sanitized (codegen.py:89). An empty completion leaves the prompt alone (a stub)."""
+    return extract_code(completion_program(task_prompt, completion), entry_point)

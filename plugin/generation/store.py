@@ -52,7 +52,9 @@ class Completion:
         return cls(
             task_id=task_id,
             fingerprint=fingerprint,
-            content=message.get("content") or "",
+            # a chat completion's message, or a text completion's text (/v1/completions)
+            content=(message.get("content") if "message" in choice
+                     else choice.get("text")) or "",
             reasoning_content=message.get("reasoning_content") or "",
             finish_reason=choice.get("finish_reason") or "",
             prompt_tokens=int(usage.get("prompt_tokens") or 0),

@@ -44,6 +44,12 @@ def fmt_ref(row: Row) -> str:
     return fmt_pct(row.reference) + (" (baseline)" if from_baseline else "")
 
 
+def quant_label(row: Row) -> str:
+    """The quant, and the prompt mode when it is not chat: "Q4_K_M, completion"."""
+    mode = row.prompt_mode
+    return f"{row.quant}, {mode}" if mode and mode != "chat" else str(row.quant)
+
+
 def gate_label(row: Row) -> str:
     label = STATUS_LABEL.get(str(row.gate), str(row.gate))
     paired = row.paired
@@ -60,7 +66,7 @@ def _score(row: Row, which: str) -> str:
 
 def row_cells(row: Row) -> list[str]:
     wall = (row.gen_wall_s or 0.0) + (row.eval_wall_s or 0.0)
-    return [row.profile, row.quant, row.dataset, _score(row, "base"),
+    return [row.profile, quant_label(row), row.dataset, _score(row, "base"),
             _score(row, "plus"), fmt_ref(row), fmt_pp(row.delta_pp), gate_label(row),
             str(row.no_answer), _num(row.tokens_per_s), _num(row.load_time_s),
             _num(wall)]
@@ -154,7 +160,7 @@ def summary_sections(rows: Sequence[Row], published: Sequence[Published],
 def _local_table(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
     header = ["Model", "Profile", "Quant", "Dataset", "base", "plus", "plus 95% CI",
               "Reference", "Delta", "Gate", "No answer", "Truncated", "tok/s", "Build"]
-    body = [[r.name, r.profile, r.quant, r.dataset, fmt_pct(r.base_pass_at_1),
+    body = [[r.name, r.profile, quant_label(r), r.dataset, fmt_pct(r.base_pass_at_1),
              fmt_pct(r.plus_pass_at_1), fmt_interval(r.plus_ci), fmt_ref(r),
              fmt_pp(r.delta_pp), gate_label(r), str(r.no_answer), str(r.truncated),
              _num(r.tokens_per_s), str(r.build_info)] for r in rows]
@@ -171,7 +177,7 @@ def comparison_table(rows: Sequence[Row], published: Sequence[Published],
                      fmt_pct(hep) if hep is not None else "not published", pub.source])
     for r in rows:
         if r.dataset == "humaneval" and not r.partial:
-            cells = [f"Local: {r['name']} ({r['quant']})", fmt_pct(r.base_pass_at_1),
+            cells = [f"Local: {r.name} ({quant_label(r)})", fmt_pct(r.base_pass_at_1),
                      fmt_pct(r.plus_pass_at_1), "Local benchmark"]
             body.append([f"**{c}**" for c in cells] if bold else cells)
     return header, body

@@ -18,6 +18,7 @@ from plugin.report.html import (
     fmt_pp,
     fmt_ref,
     gate_label,
+    quant_label,
     row_cells,
 )
 
@@ -44,7 +45,7 @@ def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 def _md_local(rows: Sequence[Row], dataset: str) -> list[str]:
     base_name, plus_name = DATASET_TITLE.get(dataset, (dataset, dataset + "+"))
-    body = [[r.name, r.quant, fmt_pct(r.base_pass_at_1), fmt_pct(r.plus_pass_at_1),
+    body = [[r.name, quant_label(r), fmt_pct(r.base_pass_at_1), fmt_pct(r.plus_pass_at_1),
              fmt_interval(r.plus_ci), fmt_ref(r), fmt_pp(r.delta_pp), gate_label(r)]
             for r in rows if r.dataset == dataset]
     if not body:
