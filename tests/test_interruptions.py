@@ -393,7 +393,7 @@ def test_interruption_leaves_no_container_no_torn_file_and_the_next_run_resumes(
     sent = time.monotonic()
     output = finish(proc)
     exited = time.monotonic()
-    assert proc.returncode == EXIT_CODES[how], output
+    assert proc.returncode == EXIT_CODES[how], support.last_lines(output)
     if how == "timeout":
         assert f"Timeout (>{bench.phase.timeout_s}s) from pytest-timeout" in output
     assert containers_of(client, bench.run_id, proc.pid) == [], \

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from plugin.config import defaults as D
+from plugin.config.keys import KNOWN_KEYS, REQUIRED_KEYS, RESERVED_FLAGS
 from plugin.config.profile import (
     Defaults,
     ModelsConf,
@@ -21,49 +22,6 @@ from plugin.config.profile import (
 )
 from plugin.errors import ConfigError
 
-REQUIRED_KEYS = ("NAME", "MODEL", "CTX_SIZE")
-
-
-#: Keys a profile may carry, with a one-line meaning (shown in error messages and docs).
-KNOWN_KEYS: Mapping[str, str] = {
-    "NAME": "human-readable model name",
-    "MODEL": "GGUF path, relative to MODELS_DIR (first shard for split models)",
-    "CTX_SIZE": "context size passed as -c",
-    "N_GPU_LAYERS": "layers offloaded to GPU, passed as -ngl (integer, 'all' or 'auto')",
-    "FIT": "on|off, passed as -fit (benchmarks want off)",
-    "EXTRA_ARGS": "further llama-server arguments, one shell-quoted string",
-    "MODELS_DIR": "directory MODEL is relative to (relative paths: to models.conf's folder)",
-    "IMAGE": "Docker image for GPU profiles",
-    "CPU_IMAGE": "Docker image for CPU-only profiles (N_GPU_LAYERS=0, no CUDA in -ot)",
-    "GPUS": "GPUs to expose: all, none, or device ids like 0,1 (default: from -ot CUDAn)",
-    "MAX_TOKENS": "max_tokens sent with each request (EvalPlus uses 768)",
-    "HEALTH_TIMEOUT": "seconds to wait for /health to answer 200",
-    "THINKING": "auto|on|off: send chat_template_kwargs enable_thinking (off/on) or nothing",
-    "REASONING_EFFORT": "reasoning_effort sent with each request (e.g. low|medium|high)",
-    "DOCKER_HOST": "Docker engine to start the server on (unix://, tcp://, ssh://)",
-    "BASE_URL": "benchmark an already running OpenAI-compatible server (no container)",
-    "QUANT": "quantisation label shown in the report (default: guessed from MODEL)",
-    "CODE_FROM_REASONING": "on|off: when content is empty, take the code from "
-                           "reasoning_content (marked in the report; default off)",
-    "PROMPT_MODE": "chat|completion: EvalPlus's chat prompt (default) or its direct "
-                   "completion of the task's code, for base models (/v1/completions)",
-    "API_KEY_ENV": "name of the environment variable holding the server's API key: the "
-                   "container gets it as --api-key (LLAMA_API_KEY) and every request sends "
-                   "it; the key itself is never written in models.conf",
-}
-
-
-#: llama-server flags the harness sets itself; EXTRA_ARGS must not repeat them.
-_RESERVED_FLAGS: Mapping[str, str] = {
-    "-m": "MODEL", "--model": "MODEL",
-    "-c": "CTX_SIZE", "--ctx-size": "CTX_SIZE",
-    "-ngl": "N_GPU_LAYERS", "--n-gpu-layers": "N_GPU_LAYERS", "--gpu-layers": "N_GPU_LAYERS",
-    "-fit": "FIT", "--fit": "FIT",
-    "--host": "the harness (it binds 0.0.0.0 inside the container)",
-    "--port": "the harness (it publishes a free host port)",
-    "--api-key": "API_KEY_ENV (the key stays in the environment, out of models.conf)",
-    "--api-key-file": "API_KEY_ENV (the harness must know the key to send it)",
-}
 _SECTION_RE = re.compile(r"^\s*\[(?P<name>.+)\]")  # configparser SECTCRE
 _KEY_RE = re.compile(r"(?P<key>.*?)\s*=")  # configparser's OPTCRE, delimiter "="
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -244,9 +202,9 @@ def _extra_args(section: _Section) -> tuple[str, ...]:
                             ) from None
     for arg in args:
         flag = arg.split("=", 1)[0]
-        if flag in _RESERVED_FLAGS:
+        if flag in RESERVED_FLAGS:
             raise section.error("EXTRA_ARGS", f"EXTRA_ARGS sets {flag}, which the harness sets",
-                                f"remove it; set it via {_RESERVED_FLAGS[flag]}")
+                                f"remove it; set it via {RESERVED_FLAGS[flag]}")
     return args
 
 
@@ -316,6 +274,13 @@ def _prompt_mode(section: _Section, defaults: Defaults) -> str:
     return defaults.prompt_mode or written or D.PROMPT_MODE
 
 
+def _limit(section: _Section, defaults: Defaults) -> int | None:
+    """The option's task limit, else the profile's LIMIT (checked either way); 0: all."""
+    written = section.integer("LIMIT", 0, minimum=0)
+    limit = defaults.limit if defaults.limit is not None else written
+    return limit or None
+
+
 def _build_profile(section: _Section, path: Path, defaults: Defaults) -> Profile:
     _check_keys(section)
     for key in REQUIRED_KEYS:  # CTX_SIZE too: without it llama-server would get -c 0
@@ -351,6 +316,7 @@ def _build_profile(section: _Section, path: Path, defaults: Defaults) -> Profile
         line=section.lines.get((section.name, ""), 0),
         key_lines=key_lines,
         api_key_env=_api_key_env(section),
+        limit=_limit(section, defaults),
         overrides=overrides,
     )
 
@@ -369,8 +335,11 @@ def _overrides(section: _Section, gpus: tuple[str, ...], defaults: Defaults) -> 
         used["MODELS_DIR"] = ("models-dir", defaults.models_dir)
     if not section.explicit("DOCKER_HOST"):
         used["DOCKER_HOST"] = ("docker-host", defaults.docker_host)
-    return {key: origin.get(name, f"--bench-{name}") for key, (name, value) in used.items()
-            if value}
+    found = {key: origin.get(name, f"--bench-{name}") for key, (name, value) in used.items()
+             if value}
+    if defaults.limit is not None:  # 0 too: it asks for every task
+        found["LIMIT"] = origin.get("limit", "--bench-limit")
+    return found
 
 
 def load_models_conf(path: Path | str, defaults: Defaults | None = None) -> ModelsConf:

@@ -31,6 +31,8 @@ class Defaults:
     base_url: str | None = None
     #: Prompt mode of every profile (replaces each PROMPT_MODE).
     prompt_mode: str | None = None
+    #: Tasks per dataset for every profile (replaces each LIMIT; 0 = every task).
+    limit: int | None = None
     #: Where each of these came from (setting name -> "command line --bench-cpu-image",
     #: "environment BENCH_CPU_IMAGE", ...), so errors blame the right place.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -66,6 +68,8 @@ class Profile:
     key_lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
     #: Name of the environment variable with the API key (never the key itself).
     api_key_env: str | None = None
+    #: Only the first ``limit`` tasks of each dataset (LIMIT / --bench-limit); None: all.
+    limit: int | None = None
     #: Keys whose value came from outside models.conf: key -> where (command line, ...).
     overrides: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 

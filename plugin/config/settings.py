@@ -110,8 +110,9 @@ SETTINGS: tuple[Setting, ...] = (
             choices=("docker", "local")),
     Setting("sandbox-image", "image of the evaluation sandbox",
             default=SANDBOX_IMAGE, metavar="IMAGE"),
-    Setting("limit", "only the first N tasks of each dataset (development; the gate is "
-            "not applied to partial runs)", kind=_non_negative_int, metavar="N"),
+    Setting("limit", "only the first N tasks of each dataset, for every profile (replaces "
+            "each LIMIT; 0: every task). A partial run is gated against a baseline only, "
+            "task by task", kind=_non_negative_int, metavar="N"),
     Setting("concurrency", "requests in flight per server (default: the profile's -np slots)",
             kind=int, metavar="N"),
     Setting("hang-timeout", "seconds llama-server may fail its health check in a row during "

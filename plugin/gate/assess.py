@@ -100,7 +100,7 @@ def assess(db_path: Path, session: history.Session, result: BenchResult,
                    pinned=pin)
     with history.opened(db_path) as conn, history.transaction(conn):
         history.record_session(conn, session)
-        baseline = history.baseline(conn, result.profile, result.dataset)
+        baseline = history.baseline(conn, result.profile, result.dataset) or reference.pinned
         if baseline is not None and baseline.run_id == info.run_id:
             baseline = None  # the same run computed again: never judge it against itself
         outcome = judge(result.plus_pass_at_1, _passed(result.verdicts), reference, baseline,

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from plugin.gate.record import Row
-from plugin.gate.verdicts import Baseline
+from plugin.gate.references import Baseline
+from plugin.gate.stats import task_sort_key
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 120_000
@@ -232,7 +233,17 @@ def baselines(conn: sqlite3.Connection) -> list[dict[str, Any]]:
         "r.plus_pass_at_1, r.n_tasks FROM baselines b JOIN runs r ON r.id = b.run_id "
         "WHERE b.id IN (SELECT MAX(id) FROM baselines GROUP BY profile, dataset) "
         "ORDER BY b.profile, b.dataset").fetchall()
-    return [dict(r) for r in rows]
+    pins = []
+    for row in rows:
+        pin = dict(row)
+        found = baseline(conn, row["profile"], row["dataset"])
+        if found is not None:  # the pin as reference-scores.json's baselines.<dataset>
+            pin.update(partial=found.partial, recorded=found.pinned_at,
+                       tasks=sorted(found.passed, key=task_sort_key),
+                       passed=sorted((t for t, ok in found.passed.items() if ok),
+                                     key=task_sort_key))
+        pins.append(pin)
+    return pins
 
 
 # ------------------------------------------------------------------------ reading

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,21 @@ from plugin.errors import ConfigError
 #: dataset name -> key of the plus score in reference-scores.json
 PLUS_KEY = {"humaneval": "humaneval_plus", "mbpp": "mbpp_plus"}
 PROVENANCE_KINDS = ("published", "designed", "local baseline", "none")
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A pinned baseline run: from the history database, or pinned in
+    reference-scores.json (``baselines``, then ``source`` names the file)."""
+
+    run_id: str
+    fingerprint: str
+    plus_pass_at_1: float  # percent
+    n_tasks: int
+    partial: bool
+    passed: Mapping[str, bool] = field(repr=False)  # task -> passed base and plus
+    pinned_at: str = ""
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -25,6 +40,9 @@ class Reference:
     provenance: str
     reference_model: str | None = None
     provenance_kind: str = "none"
+    #: the baseline pinned in reference-scores.json: the gate's baseline when the
+    #: history database has none (a fresh machine, a CI runner)
+    pinned: Baseline | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +76,7 @@ class References:
             provenance=text or "no entry in reference-scores.json",
             reference_model=entry.get("reference_model"),
             provenance_kind=kind,
+            pinned=pinned_baseline(self.path, entry, dataset),
         )
 
     def published_json(self) -> list[dict[str, Any]]:
@@ -85,6 +104,20 @@ def provenance_text(value: Any) -> tuple[str, str]:
     if kind == "none":
         return kind, ", ".join(parts)
     return kind, ": ".join(parts[:2]) + "".join(f", {p}" for p in parts[2:])
+
+
+def pinned_baseline(path: Path, entry: Mapping[str, Any], dataset: str) -> Baseline | None:
+    """``baselines.<dataset>`` of a profile's entry: the tasks of the pinned run (a fixed
+    subset or all), the ones that passed base and plus, and where the run came from."""
+    pin = (entry.get("baselines") or {}).get(dataset)
+    if not pin:
+        return None
+    tasks, passed = list(pin["tasks"]), set(pin["passed"])
+    return Baseline(
+        run_id=str(pin["run_id"]), fingerprint=str(pin["fingerprint"]),
+        plus_pass_at_1=round(100.0 * len(passed) / len(tasks), 2), n_tasks=len(tasks),
+        partial=bool(pin.get("partial", False)), passed={t: t in passed for t in tasks},
+        pinned_at=str(pin.get("recorded", "")), source=path.name)
 
 
 def published_from_json(items: Sequence[Mapping[str, Any]]) -> tuple[Published, ...]:
@@ -126,6 +159,8 @@ def _check_profile(path: Path, name: str, entry: Mapping[str, Any]) -> None:
                                   or not 0 <= value <= 100):
             raise bad(f"{key} = {value!r} is not a percentage",
                       f"write {key} as a number of percent (80.49) or null")
+    for dataset, pin in (entry.get("baselines") or {}).items():
+        _check_pin(bad, dataset, pin)
     prov = entry.get("provenance")
     if prov is None or isinstance(prov, str):
         return
@@ -138,3 +173,19 @@ def _check_profile(path: Path, name: str, entry: Mapping[str, Any]) -> None:
     if kind == "local baseline" and not (prov.get("run_id") and prov.get("fingerprint")):
         raise bad("a local baseline needs run_id and fingerprint",
                   "copy them from `python -m plugin report --baselines`")
+
+
+def _check_pin(bad: Any, dataset: str, pin: Any) -> None:
+    fix = ("write baselines.<dataset> as {run_id, fingerprint, recorded, partial, tasks: "
+           "[task ids], passed: [task ids]}: `python -m plugin report --baselines` "
+           "prints it for a run")
+    if dataset not in PLUS_KEY:
+        raise bad(f"baselines.{dataset}: unknown dataset", f"use one of {', '.join(PLUS_KEY)}")
+    if not isinstance(pin, Mapping) or not all(pin.get(k) for k in ("run_id", "fingerprint")):
+        raise bad(f"baselines.{dataset} needs run_id and fingerprint", fix)
+    tasks, passed = pin.get("tasks"), pin.get("passed")
+    if not isinstance(tasks, list) or not tasks or not isinstance(passed, list):
+        raise bad(f"baselines.{dataset} needs a non-empty task list and a passed list", fix)
+    if not set(passed) <= set(tasks):
+        raise bad(f"baselines.{dataset}: passed names tasks outside its task list "
+                  f"({', '.join(sorted(set(passed) - set(tasks))[:3])})", fix)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from plugin.gate.references import Reference
+from plugin.gate.references import Baseline, Reference
 from plugin.gate.stats import Paired, paired_compare
 
 #: significance level of the McNemar test when none is configured
@@ -28,19 +28,6 @@ STATUS_LABEL = {
     FLAGGED_RISE: "pass, flagged rise", NO_BASELINE: "no baseline yet",
     PARTIAL: "partial (not gated)",
 }
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """A pinned baseline run (from the history database)."""
-
-    run_id: str
-    fingerprint: str
-    plus_pass_at_1: float  # percent
-    n_tasks: int
-    partial: bool
-    passed: Mapping[str, bool] = field(repr=False)  # task -> passed base and plus
-    pinned_at: str = ""
 
 
 @dataclass(frozen=True)
@@ -72,7 +59,9 @@ class GateOutcome:
 
 
 def baseline_provenance(baseline: Baseline) -> str:
-    return f"local baseline: run {baseline.run_id}, fingerprint {baseline.fingerprint[:12]}"
+    where = f" ({baseline.source})" if baseline.source else ""
+    return (f"local baseline{where}: run {baseline.run_id}, "
+            f"fingerprint {baseline.fingerprint[:12]}")
 
 
 def _effective_reference(reference: Reference,

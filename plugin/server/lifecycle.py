@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -171,7 +171,8 @@ def llama_server(profile: Profile, *, log_path: Path, run_id: str,
             yield handle
     finally:
         for pump in pumps:
-            pump.join(timeout=2.0)
+            with suppress(RuntimeError):  # Ctrl-C inside pump.start(): not started
+                pump.join(timeout=2.0)
         if own_client:
             client.close()
 
