@@ -124,7 +124,7 @@ def bench_result(bench_profile: Profile, llama_server: LazyServer, bench_state: 
         options = RunOptions(
             sandbox=bench_state.options.sandbox,
             sandbox_image=bench_state.options.sandbox_image,
-            limit=bench_profile.limit,
+            limit=bench_state.options.limit,
             concurrency=bench_state.options.concurrency,
             hang_timeout_s=bench_state.options.hang_timeout,
             on_completion=_progress_printer(request.config, bench_profile.name))

@@ -60,7 +60,7 @@ def _load(config: pytest.Config) -> BenchState:
                             cpu_image=options.cpu_image, health_timeout=options.health_timeout,
                             max_tokens=options.max_tokens, docker_host=options.docker_host,
                             base_url=options.base_url, prompt_mode=options.prompt_mode,
-                            limit=options.limit,
+                            tasks=options.tasks,
                             origins=options.origins)
         conf_path = _rooted(config, options.config, "models.conf")
         ref_path = (_rooted(config, options.references, "") if options.references

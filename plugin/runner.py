@@ -26,7 +26,7 @@ from typing import Any
 
 from plugin import atomic
 from plugin.config.defaults import SANDBOX_IMAGE
-from plugin.config.profile import Profile
+from plugin.config.profile import Profile, select_tasks
 from plugin.datasets import Dataset
 from plugin.evaluation.judging import evaluate_samples
 from plugin.evaluation.results import EvalResult, TaskVerdict
@@ -162,10 +162,13 @@ def run_fingerprint(profile: Profile, server: LazyServer, dataset: Dataset,
                         "prompt_template": template, "dataset_sha256": dataset.sha256})
 
 
-def _subset(dataset: Dataset, limit: int | None) -> Dataset:
-    if not limit or limit >= len(dataset.tasks):
+def _subset(dataset: Dataset, tasks: str | None, limit: int | None) -> Dataset:
+    """The profile's TASKS subset, then its first ``limit`` tasks (--bench-limit)."""
+    ids = select_tasks(tasks, list(dataset.tasks))
+    if limit:
+        ids = ids[:limit]
+    if len(ids) == len(dataset.tasks):
         return dataset
-    ids = list(dataset.tasks)[:limit]
     return replace(dataset, tasks={t: dataset.tasks[t] for t in ids})
 
 
@@ -201,7 +204,7 @@ def run_benchmark(profile: Profile, server: LazyServer, dataset: Dataset, out_di
     """Generate, extract, evaluate in the sandbox, and score one profile on one dataset."""
     options = options or RunOptions()
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = _subset(dataset, options.limit)
+    data = _subset(dataset, profile.tasks, options.limit)
     sampling = sampling_for(profile)
     fp = run_fingerprint(profile, server, data, sampling)
 

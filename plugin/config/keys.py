@@ -28,8 +28,9 @@ KNOWN_KEYS: Mapping[str, str] = {
     "QUANT": "quantisation label shown in the report (default: guessed from MODEL)",
     "CODE_FROM_REASONING": "on|off: when content is empty, take the code from "
                            "reasoning_content (marked in the report; default off)",
-    "LIMIT": "only the first N tasks of each dataset: a fixed subset, gated against a "
-             "baseline of that same subset (--bench-limit replaces it; 0: every task)",
+    "TASKS": "a fixed subset: task ids and ranges like HumanEval/0-11 HumanEval/53 "
+             "Mbpp/2-13 (a dataset it does not name runs every task); gated task by task "
+             "against a baseline of that subset. --bench-tasks all runs every task",
     "PROMPT_MODE": "chat|completion: EvalPlus's chat prompt (default) or its direct "
                    "completion of the task's code, for base models (/v1/completions)",
     "API_KEY_ENV": "name of the environment variable holding the server's API key: the "

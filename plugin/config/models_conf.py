@@ -18,6 +18,7 @@ from plugin.config.profile import (
     guess_quant,
     infer_gpus,
     is_count,
+    parse_tasks,
     split_extra_args,
 )
 from plugin.errors import ConfigError
@@ -274,11 +275,19 @@ def _prompt_mode(section: _Section, defaults: Defaults) -> str:
     return defaults.prompt_mode or written or D.PROMPT_MODE
 
 
-def _limit(section: _Section, defaults: Defaults) -> int | None:
-    """The option's task limit, else the profile's LIMIT (checked either way); 0: all."""
-    written = section.integer("LIMIT", 0, minimum=0)
-    limit = defaults.limit if defaults.limit is not None else written
-    return limit or None
+def _tasks(section: _Section, defaults: Defaults) -> str | None:
+    """The option's subset ("all": every task), else the profile's TASKS (checked)."""
+    written = section.get("TASKS") or None
+    if written is not None:
+        try:
+            parse_tasks(written)
+        except ValueError as exc:
+            raise section.error("TASKS", f"TASKS={written!r}: {exc}",
+                                f"write TASKS=<ids and ranges> ({KNOWN_KEYS['TASKS']})"
+                                ) from None
+    if defaults.tasks is not None:
+        return None if defaults.tasks == "all" else defaults.tasks
+    return written
 
 
 def _build_profile(section: _Section, path: Path, defaults: Defaults) -> Profile:
@@ -316,7 +325,7 @@ def _build_profile(section: _Section, path: Path, defaults: Defaults) -> Profile
         line=section.lines.get((section.name, ""), 0),
         key_lines=key_lines,
         api_key_env=_api_key_env(section),
-        limit=_limit(section, defaults),
+        tasks=_tasks(section, defaults),
         overrides=overrides,
     )
 
@@ -337,8 +346,8 @@ def _overrides(section: _Section, gpus: tuple[str, ...], defaults: Defaults) -> 
         used["DOCKER_HOST"] = ("docker-host", defaults.docker_host)
     found = {key: origin.get(name, f"--bench-{name}") for key, (name, value) in used.items()
              if value}
-    if defaults.limit is not None:  # 0 too: it asks for every task
-        found["LIMIT"] = origin.get("limit", "--bench-limit")
+    if defaults.tasks is not None:  # "all" too: it asks for every task
+        found["TASKS"] = origin.get("tasks", "--bench-tasks")
     return found
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,8 +31,8 @@ class Defaults:
     base_url: str | None = None
     #: Prompt mode of every profile (replaces each PROMPT_MODE).
     prompt_mode: str | None = None
-    #: Tasks per dataset for every profile (replaces each LIMIT; 0 = every task).
-    limit: int | None = None
+    #: Task subset of every profile (replaces each TASKS; "all": every task).
+    tasks: str | None = None
     #: Where each of these came from (setting name -> "command line --bench-cpu-image",
     #: "environment BENCH_CPU_IMAGE", ...), so errors blame the right place.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -68,8 +68,8 @@ class Profile:
     key_lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
     #: Name of the environment variable with the API key (never the key itself).
     api_key_env: str | None = None
-    #: Only the first ``limit`` tasks of each dataset (LIMIT / --bench-limit); None: all.
-    limit: int | None = None
+    #: The fixed task subset (TASKS / --bench-tasks, see :func:`select_tasks`); None: all.
+    tasks: str | None = None
     #: Keys whose value came from outside models.conf: key -> where (command line, ...).
     overrides: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -192,3 +192,40 @@ class ModelsConf:
     @property
     def bench_profiles(self) -> list[Profile]:
         return [p for p in self.profiles.values() if p.is_bench]
+
+
+_TASK_ITEM = re.compile(r"(?P<prefix>[A-Za-z][A-Za-z0-9_]*)/(?P<lo>\d+)(?:-(?P<hi>\d+))?")
+
+
+def parse_tasks(spec: str) -> tuple[tuple[str, int, int], ...]:
+    """``HumanEval/0-11, HumanEval/53 Mbpp/2`` -> ((prefix, first, last), ...); ValueError
+    names the first item that is not ``Prefix/N`` or ``Prefix/N-M``."""
+    items = []
+    for item in re.split(r"[\s,]+", spec.strip()):
+        match = _TASK_ITEM.fullmatch(item)
+        if match is None:
+            raise ValueError(f"{item!r} is not a task id (HumanEval/53) or range (Mbpp/2-13)")
+        lo = int(match["lo"])
+        hi = int(match["hi"]) if match["hi"] else lo
+        if hi < lo:
+            raise ValueError(f"{item!r}: the range ends before it starts")
+        items.append((match["prefix"], lo, hi))
+    return tuple(items)
+
+
+def select_tasks(spec: str | None, task_ids: Sequence[str]) -> list[str]:
+    """The ids of ``task_ids`` (one dataset, in order) that ``spec`` names; every id when
+    ``spec`` is empty or names none of this dataset's tasks (another dataset's subset)."""
+    if not spec:
+        return list(task_ids)
+    items = parse_tasks(spec)
+    prefixes = {task_id.split("/")[0] for task_id in task_ids}
+    mine = [(lo, hi) for prefix, lo, hi in items if prefix in prefixes]
+    if not mine:
+        return list(task_ids)
+    chosen = []
+    for task_id in task_ids:
+        number = task_id.rsplit("/", 1)[-1]
+        if number.isdigit() and any(lo <= int(number) <= hi for lo, hi in mine):
+            chosen.append(task_id)
+    return chosen

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plugin.config.defaults import PROMPT_MODES, SANDBOX_IMAGE
+from plugin.config.profile import parse_tasks
 from plugin.errors import ConfigError
 
 
@@ -66,6 +67,12 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _task_spec(text: str) -> str:
+    if text.strip() != "all":
+        parse_tasks(text)  # ValueError says which item is wrong
+    return text.strip()
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("config", "models.conf to read profiles from (default: models.conf in the rootdir)",
             metavar="PATH"),
@@ -110,9 +117,12 @@ SETTINGS: tuple[Setting, ...] = (
             choices=("docker", "local")),
     Setting("sandbox-image", "image of the evaluation sandbox",
             default=SANDBOX_IMAGE, metavar="IMAGE"),
-    Setting("limit", "only the first N tasks of each dataset, for every profile (replaces "
-            "each LIMIT; 0: every task). A partial run is gated against a baseline only, "
-            "task by task", kind=_non_negative_int, metavar="N"),
+    Setting("limit", "only the first N tasks of each dataset (development; a partial run "
+            "is gated against a pinned baseline only, task by task)",
+            kind=_non_negative_int, metavar="N"),
+    Setting("tasks", "task subset of every profile, replacing each TASKS: ids and ranges "
+            "(HumanEval/0-11 Mbpp/2-13), or 'all' for every task", kind=_task_spec,
+            metavar="SPEC"),
     Setting("concurrency", "requests in flight per server (default: the profile's -np slots)",
             kind=int, metavar="N"),
     Setting("hang-timeout", "seconds llama-server may fail its health check in a row during "
@@ -177,6 +187,7 @@ class Options:
     sandbox: str
     sandbox_image: str
     limit: int | None
+    tasks: str | None
     concurrency: int | None
     hang_timeout: float
     docker_host: str | None
