@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # a benchmark's modules load when it runs, not with every pyt
     from plugin.runner import BenchResult
 from plugin.report.html import summary_sections, table_header, table_row, test_extras_html
 from plugin.report.outputs import render_outputs, trend_for_plot, write_outputs
-from plugin.report.text import terminal_lines, unscored_lines
+from plugin.report.text import determinism_lines, terminal_lines, unscored_lines
 
 RESULT_PROPERTY = "bench_result"
 UNSCORED_PROPERTY = "bench_unscored"  # a selected profile x dataset that got no score
@@ -174,6 +174,8 @@ class BenchState:
         if self.rows:
             for line in terminal_lines(self.rows):
                 terminalreporter.write_line(line)
+            for line in determinism_lines(self.rows):
+                terminalreporter.write_line(f"determinism check (no gate): {line}")
         if self.unscored:
             mode = "gate mode: errors" if self.options.strict else \
                 "skipped; --bench-strict makes them errors"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -130,8 +131,20 @@ def bench_result(bench_profile: Profile, llama_server: LazyServer, bench_state: 
             on_completion=_progress_printer(request.config, bench_profile.name))
         out_dir = bench_state.reports_dir / bench_profile.name / dataset
         try:
-            bench_state.results[key] = run_benchmark(
-                bench_profile, llama_server, bench_datasets(dataset), out_dir, options)
+            result = run_benchmark(bench_profile, llama_server, bench_datasets(dataset),
+                                   out_dir, options)
+            slots = bench_state.options.determinism
+            if slots and bench_profile.base_url:
+                result = dataclasses.replace(result, determinism={
+                    "slots": slots, "finding": f"{slots} slots: not run (BASE_URL: the "
+                    "server's slots are not the harness's to set)"})
+            elif slots:
+                from plugin.determinism import check
+
+                twin = check(result, bench_profile, llama_server, bench_datasets(dataset),
+                             slots, options)
+                result = dataclasses.replace(result, determinism=twin.to_json())
+            bench_state.results[key] = result
         except ServerStartError:
             raise  # says what it polled and quotes this start's log already
         except BenchError as exc:

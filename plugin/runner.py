@@ -102,6 +102,8 @@ class BenchResult:
     tasks: Mapping[str, TaskFacts] = field(default_factory=dict, repr=False)
     #: How the tasks were asked: chat or completion (PROMPT_MODE).
     prompt_mode: str = "chat"
+    #: The determinism check's comparison (plugin.determinism), when it ran.
+    determinism: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

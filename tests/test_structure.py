@@ -24,7 +24,7 @@ LAYERS = [
     ("server", ["plugin.server"]),
     ("generation", ["plugin.generation"]),
     ("evaluation", ["plugin.evaluation"]),
-    ("run", ["plugin.runner"]),
+    ("run", ["plugin.runner", "plugin.determinism"]),
     ("gate", ["plugin.gate"]),
     ("report", ["plugin.report"]),
     ("glue", ["plugin.pytest_plugin", "plugin.fixtures", "plugin.bench_state",

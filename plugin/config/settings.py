@@ -67,6 +67,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _slots(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise ValueError("must be 2 or more (parallel slots)")
+    return value
+
+
 def _task_spec(text: str) -> str:
     if text.strip() != "all":
         parse_tasks(text)  # ValueError says which item is wrong
@@ -123,6 +130,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tasks", "task subset of every profile, replacing each TASKS: ids and ranges "
             "(HumanEval/0-11 Mbpp/2-13), or 'all' for every task", kind=_task_spec,
             metavar="SPEC"),
+    Setting("determinism", "run the selected profiles a second time with -np N and N "
+            "requests in flight, everything else identical, and report which answers and "
+            "verdicts change (no gate)", kind=_slots, metavar="N"),
     Setting("concurrency", "requests in flight per server (default: the profile's -np slots)",
             kind=int, metavar="N"),
     Setting("hang-timeout", "seconds llama-server may fail its health check in a row during "
@@ -188,6 +198,7 @@ class Options:
     sandbox_image: str
     limit: int | None
     tasks: str | None
+    determinism: int | None
     concurrency: int | None
     hang_timeout: float
     docker_host: str | None

@@ -88,6 +88,8 @@ class Row:
     out_dir: str
     #: chat or completion (PROMPT_MODE); None in rows recorded before it existed (chat).
     prompt_mode: str | None = None
+    #: --bench-determinism: the N-slot run against this one (plugin.determinism); no gate.
+    determinism: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,7 +134,8 @@ def result_row(result: BenchResult, reference: Reference, outcome: GateOutcome,
         load_time_s=result.load_time_s, gen_wall_s=result.gen_wall_s,
         eval_wall_s=result.eval_wall_s, build_info=result.build_info,
         fingerprint=result.fingerprint, out_dir=result.out_dir,
-        prompt_mode=result.prompt_mode)
+        prompt_mode=result.prompt_mode,
+        determinism=dict(result.determinism) if result.determinism else None)
 
 
 _FIELDS = frozenset(f.name for f in fields(Row))

@@ -152,9 +152,27 @@ def summary_sections(rows: Sequence[Row], published: Sequence[Published],
         "shows a significant drop; a rise beyond the tolerance passes with a flag. "
         "Intervals: 95% Wilson. 'not published' = no published score found.</p>",
     ]
+    if any(r.determinism for r in rows):
+        sections += ['<h2 id="bench-determinism">Determinism check (no gate)</h2>',
+                     _html_table(*_determinism_table(rows))]
     if trend is not None:
         sections += ['<h2 id="bench-plots">Plots</h2>', plots_html(rows, trend)]
     return sections
+
+
+def _determinism_table(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
+    header = ["Profile", "Dataset", "Finding", "Answers that differ", "Verdicts that flip",
+              "tok/s as configured", "tok/s with N slots"]
+    body = []
+    for r in rows:
+        d = r.determinism
+        if not d:
+            continue
+        flips = ", ".join(f"{f['task']} {f['first']}->{f['slots']}" for f in d.get("flips", []))
+        body.append([r.profile, r.dataset, str(d["finding"]),
+                     ", ".join(d.get("differ", [])[:20]) or "none", flips or "none",
+                     _num(d.get("tokens_per_s")), _num(d.get("tokens_per_s_n"))])
+    return header, body
 
 
 def _local_table(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:

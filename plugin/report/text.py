@@ -55,6 +55,29 @@ def _md_local(rows: Sequence[Row], dataset: str) -> list[str]:
                        "Reference", "vs ref", "Gate"], body)]
 
 
+def determinism_lines(rows: Sequence[Row]) -> list[str]:
+    """One line per row the determinism check ran on (--bench-determinism): its finding,
+    the flipped verdicts, and both throughputs."""
+    lines = []
+    for r in sorted_rows(rows):
+        d = r.determinism
+        if not d:
+            continue
+        line = f"{r.profile} ({r.dataset}): {d['finding']}"
+        if d.get("flips"):
+            line += "; flips: " + ", ".join(f"{f['task']} {f['first']}->{f['slots']}"
+                                           for f in d["flips"][:10])
+        if d.get("tokens_per_s_n") is not None:
+            line += (f"; throughput {_rate(d.get('tokens_per_s'))} tok/s as configured, "
+                     f"{_rate(d['tokens_per_s_n'])} tok/s with {d['slots']} slots")
+        lines.append(line)
+    return lines
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def _md_gate(rows: Sequence[Row]) -> list[str]:
     lines = []
     for r in rows:
@@ -81,6 +104,8 @@ def markdown_report(rows: Sequence[Row], published: Sequence[Published],
     comp_header, comp_body = comparison_table(rows, published, bold=True)
     parts += ["## Comparison with Published Scores", _md_table(comp_header, comp_body)]
     parts += _md_gate(rows)
+    if determinism := determinism_lines(rows):
+        parts += ["## Determinism Check (no gate)", "\n".join(f"- {line}" for line in determinism)]
     sessions = sorted({str(r.session) for r in rows if r.session})
     if sessions:
         parts.append(f"Run {', '.join(sessions)}. Intervals: 95% Wilson; gate: README "
