@@ -1,6 +1,6 @@
 # Entry points; scripts/setup.sh does the real work and is safe to run repeatedly.
 #   make test                        set up, then run the harness's own tests
-#   make bench PYTEST_ARGS='-x'      set up, then run the canary and smoke benchmarks
+#   make bench PYTEST_ARGS='-x'      set up, then run the canary, smoke and Gemma benchmarks
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -21,7 +21,7 @@ help:
 	@echo "make test              setup, then pytest tests \$$(PYTEST_ARGS)"
 	@echo "make test-fast         .venv only, then the tests that need no Docker (the edit loop)"
 	@echo "make test-stress       setup, then the timing-sensitive tests \$$(RUNS) times under a CPU hog"
-	@echo "make bench             setup, then pytest bench_tests -k 'canary or smoke' \$$(PYTEST_ARGS)"
+	@echo "make bench             setup, then pytest bench_tests -k 'canary or smoke or gemma' \$$(PYTEST_ARGS)"
 	@echo "make lint              ruff check . and mypy"
 	@echo "make clean-containers  remove containers labelled bench.harness"
 
@@ -49,7 +49,7 @@ test-stress: setup
 	$(VENV_PY) scripts/test_stress.py --runs $(RUNS) $(STRESS_ARGS)
 
 bench: setup
-	$(VENV_PY) -m pytest bench_tests -k "canary or smoke" $(PYTEST_ARGS)
+	$(VENV_PY) -m pytest bench_tests -k "canary or smoke or gemma" $(PYTEST_ARGS)
 
 # The edit loop: no Docker engine, no images; two xdist workers.
 test-fast: export BENCH_SKIP_DOCKER = 1
