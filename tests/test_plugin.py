@@ -73,8 +73,9 @@ def test_help_lists_every_bench_option(project):
 def test_bench_list_shows_bench_profiles_only(project):
     result = project.runpytest_subprocess("bench_tests", "--bench-list")
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["profile*ctx*gpus*image*exists*model*",
-                                 "bench-alpha-q4*2048*cpu*local/llama.cpp:server*MISSING*",
+    result.stdout.fnmatch_lines(["profile*ctx*gpus*mode*tasks*image*exists*model*",
+                                 "bench-alpha-q4*2048*cpu*chat*all*local/llama.cpp:server*"
+                                 "MISSING*",
                                  "bench-beta*"])
     assert "production-only" not in result.stdout.str()
 

@@ -128,16 +128,16 @@ def test_a_bad_pin_names_the_profile_and_the_fix(tmp_path: Path, change: dict[st
     assert "fix:" in str(info.value)
 
 
-def _subset_result(tmp_path: Path, passing: set[str]) -> Any:
+def _subset_result(tmp_path: Path, passing: set[str], n: int = 10) -> Any:
     verdicts = {t: {"base": "pass" if t in passing else "fail",
-                    "plus": "pass" if t in passing else "fail"} for t in HE[:10]}
+                    "plus": "pass" if t in passing else "fail"} for t in HE[:n]}
     tasks = {t: TaskFacts(t, v["base"], v["plus"], answer="x", solution="def f(): pass",
                           finish_reason="stop", completion_tokens=5, reasoning_tokens=0,
                           wall_s=0.1, first_failing_input=None) for t, v in verdicts.items()}
-    score = round(100 * len(passing) / 10, 2)
+    score = round(100 * len(passing) / n, 2)
     return _bench_result(
         profile="bench-x", display_name="x", quant="Q4_K_M", dataset="humaneval",
-        dataset_version="v", dataset_sha256="sha", n_tasks=10, partial=True,
+        dataset_version="v", dataset_sha256="sha", n_tasks=n, partial=True,
         base_passed=len(passing), plus_passed=len(passing), base_pass_at_1=score,
         plus_pass_at_1=score, no_answer=[], thinking_exhausted=[], truncated=[], unjudged=[],
         generation={}, requests_sent=10, gen_wall_s=1.0, eval_wall_s=1.0,
@@ -153,13 +153,29 @@ def test_an_empty_history_uses_the_file_pin_and_a_drop_in_the_subset_fails(
     row, outcome = assess(db, _session("s1"), _subset_result(tmp_path, set(HE[:6])),
                           reference, alpha=0.05)
     assert outcome.status == "pass", outcome.message
-    assert outcome.baseline_run == PIN["run_id"]
-    assert "reference-scores.json" in outcome.message or row["baseline_run"] == PIN["run_id"]
-    _row, outcome = assess(db, _session("s2"), _subset_result(tmp_path, set()), reference,
-                           alpha=0.05)
-    assert outcome.status == "fail_drop", outcome.message  # 6 pass->fail: p = 0.031
+    assert (outcome.baseline_run, row["baseline_run"]) == (PIN["run_id"], PIN["run_id"])
+    # the same tasks as the pin: its pass@1 is the reference (60 %, file tolerance 5 pp)
+    assert (outcome.reference, outcome.delta_pp) == (60.0, 0.0)
+    assert "local baseline (reference-scores.json)" in outcome.message
+    _row, outcome = assess(db, _session("s2"), _subset_result(tmp_path, set(HE[:5])),
+                           reference, alpha=0.05)
+    assert outcome.status == "fail_tolerance", outcome.message  # 50 % < 60 - 5
     assert outcome.paired is not None
-    assert outcome.paired.regressed == tuple(HE[:6])
+    assert outcome.paired.regressed == ("HumanEval/5",)
+    _row, outcome = assess(db, _session("s3"), _subset_result(tmp_path, set()), reference,
+                           alpha=0.05)
+    assert outcome.paired is not None
+    assert outcome.paired.p_value < 0.05  # 6 pass->fail: p = 0.031, below the tolerance too
+    assert outcome.status == "fail_tolerance"
+
+
+def test_other_tasks_than_the_pin_are_compared_task_by_task_only(tmp_path: Path) -> None:
+    reference = load_references(_refs(tmp_path, PIN)).for_profile("bench-x", "humaneval")
+    _row, outcome = assess(tmp_path / "history.sqlite", _session("s1"),
+                           _subset_result(tmp_path, set(HE[:4]), n=9), reference, alpha=0.05)
+    assert (outcome.status, outcome.reference, outcome.delta_pp) == ("pass", None, None)
+    assert outcome.paired is not None
+    assert outcome.paired.regressed == ("HumanEval/4", "HumanEval/5")
 
 
 def test_a_pin_in_the_history_wins_over_the_file(tmp_path: Path) -> None:

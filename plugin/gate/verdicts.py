@@ -64,11 +64,15 @@ def baseline_provenance(baseline: Baseline) -> str:
             f"fingerprint {baseline.fingerprint[:12]}")
 
 
-def _effective_reference(reference: Reference,
-                         baseline: Baseline | None) -> tuple[float | None, str]:
-    if reference.plus_pass_at_1 is not None:
+def _effective_reference(reference: Reference, baseline: Baseline | None,
+                         tasks: Mapping[str, bool], partial: bool) -> tuple[float | None, str]:
+    """The pass@1 the tolerance applies to: the file's reference (whole datasets only),
+    else the baseline's, when it was judged on the same tasks as this run (a whole
+    dataset, or exactly this subset)."""
+    if reference.plus_pass_at_1 is not None and not partial:
         return float(reference.plus_pass_at_1), reference.provenance
-    if baseline is not None and not baseline.partial:
+    same_tasks = set(baseline.passed) == set(tasks) if baseline is not None else False
+    if baseline is not None and (same_tasks if partial else not baseline.partial):
         return baseline.plus_pass_at_1, baseline_provenance(baseline)
     return None, ""
 
@@ -98,16 +102,18 @@ def judge(plus_pass_at_1: float, passed: Mapping[str, bool], reference: Referenc
     In order: below reference - tolerance -> fail_tolerance; significant McNemar drop
     against the baseline -> fail_drop; above reference + tolerance, or a significant
     McNemar rise -> flagged_rise (passes); neither reference nor baseline ->
-    no_baseline (passes). A partial run (--bench-limit) is compared with the baseline
-    task by task only, never with the reference (status partial without a baseline).
+    no_baseline (passes). A partial run (--bench-limit, TASKS) is never compared with the
+    file's reference (that is for the whole dataset): task by task with the baseline, and
+    with the baseline's pass@1 when that baseline ran exactly the same tasks (status
+    partial without a baseline).
     """
-    ref, source = _effective_reference(reference, baseline)
+    ref, source = _effective_reference(reference, baseline, passed, partial)
     paired = paired_compare(baseline.passed, passed) if baseline is not None else None
-    delta = round(plus_pass_at_1 - ref, 2) if ref is not None and not partial else None
-    status, why = _decide(plus_pass_at_1, None if partial else ref, reference.tolerance_pp,
+    delta = round(plus_pass_at_1 - ref, 2) if ref is not None else None
+    status, why = _decide(plus_pass_at_1, ref, reference.tolerance_pp,
                           paired, alpha, baseline is not None, partial)
     head = f"{reference.profile}: {reference.dataset}+ pass@1 {plus_pass_at_1:.2f}%"
-    if ref is not None and not partial:
+    if ref is not None:
         head += (f", reference {ref:.2f}% +/- {reference.tolerance_pp:.2f} pp "
                  f"(delta {delta:+.2f} pp; {source})")
     tail = f"; {_paired_text(paired, alpha)}" if paired is not None else ""
@@ -134,7 +140,7 @@ def _decide(score: float, ref: float | None, tol: float, paired: Paired | None, 
                               "flagged for review")
     if not has_baseline and (ref is None or partial):
         if partial:
-            return PARTIAL, ("partial run (--bench-limit) without a pinned baseline: "
+            return PARTIAL, ("partial run (--bench-limit, TASKS) without a pinned baseline: "
                              "not gated")
         return NO_BASELINE, ("no reference and no pinned baseline yet: passes; pin one "
                              "with --bench-update-baseline")

@@ -114,8 +114,9 @@ def markdown_report(rows: Sequence[Row], published: Sequence[Published],
 
 
 def profile_table(profiles: Sequence[Profile]) -> list[str]:
-    header = ("profile", "ctx", "gpus", "image", "exists", "model")
-    rows = [(p.name, str(p.ctx_size), ",".join(p.gpus) or "cpu", p.image,
+    header = ("profile", "ctx", "gpus", "mode", "tasks", "image", "exists", "model")
+    rows = [(p.name, str(p.ctx_size), ",".join(p.gpus) or "cpu", p.prompt_mode,
+             p.tasks or "all", p.image,
              "yes" if p.base_url or p.model_path.exists() else "MISSING",
              p.base_url or str(p.model_path)) for p in profiles]
     widths = [max(len(header[i]), *(len(r[i]) for r in rows)) if rows else len(header[i])
