@@ -105,7 +105,7 @@ EXPECTED = {
     "bench-smoke": (CPU_IMAGE, ROOT / "build" / "models", "smoke-tiny.gguf", 2048, "0",
                     ("-np", "1", "-t", "1"), ()),
     "bench-gemma3-270m": (CPU_IMAGE, ROOT / "build" / "models", "gemma-3-270m-q4_k_m.gguf",
-                          4096, "0", ("-np", "1", "-t", "1"), ()),
+                          4096, "0", ("-np", "1", "-t", "2"), ()),
     "bench-canary": (CPU_IMAGE, ROOT / "models" / "canary", "canary-humaneval.gguf",
                      4096, "0", ("--jinja", "-np", "1", "-t", "1"), ()),
     "bench-canary-think": (CPU_IMAGE, ROOT / "models" / "canary", "canary-humaneval.gguf",

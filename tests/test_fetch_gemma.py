@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def fetch(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     spec = importlib.util.spec_from_file_location("fetch_gemma",
                                                   ROOT / "scripts" / "fetch_gemma.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -308,7 +308,7 @@ def test_the_project_gemma_profile_is_a_completion_profile():
     assert profile.model_path == root / "build" / "models" / "gemma-3-270m-q4_k_m.gguf"
     assert (profile.ctx_size, profile.n_gpu_layers, profile.fit, profile.quant) == (
         4096, "0", "off", "Q4_K_M")
-    assert profile.extra_args == ("-np", "1", "-t", "1")
+    assert profile.extra_args == ("-np", "1", "-t", "2")
 
 
 def test_the_mode_is_in_the_fingerprint_and_sampling(tmp_path, datasets):
