@@ -13,12 +13,10 @@ samples.jsonl (run in a throwaway container: the model's code never runs on the 
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -140,55 +138,6 @@ def test_gemma_completion_mode_end_to_end(gemma_run, dataset):
     assert "| Q4_K_M, completion |" in (reports / "REPORT.md").read_text(encoding="utf-8")
 
 
-EVALPLUS_IN_CONTAINER = """\
-import json, sys
-from evalplus.evaluate import evaluate
-dataset, samples, minimum, factor = sys.argv[1:5]
-evaluate(dataset, samples=samples, i_just_wanna_run=True, parallel=2,
-         min_time_limit=float(minimum), gt_time_limit_factor=float(factor))
-"""
-
-
-def run_evalplus_evaluate(client: Any, dataset: str, samples: Path, tasks: list[str],
-                          work: Path) -> dict[str, Any]:
-    """``evalplus.evaluate`` 0.3.1 on ``samples`` against a release file holding just
-    ``tasks`` (its own override variables), in a container of the sandbox image with no
-    network: the test venv's site-packages (evalplus and its dependencies) mounted
-    read-only. Same time rules as the harness (its Limits), and evalplus's per-test memory
-    cap lifted (EVALPLUS_MAX_MEMORY_BYTES=-1: see docs/EVALUATION.md on its memory fault)."""
-    from plugin.datasets import iter_records, load_dataset
-    from plugin.evaluation.backends import DEFAULT_IMAGE
-    from plugin.evaluation.plan import Limits
-
-    full = load_dataset(dataset)
-    subset = work / f"{dataset}-subset.jsonl"
-    with subset.open("w", encoding="utf-8") as handle:
-        for record in iter_records(gzip.decompress(full.path.read_bytes())):
-            if record["task_id"] in tasks:
-                handle.write(json.dumps(record) + "\n")
-    (work / "samples.jsonl").write_bytes(samples.read_bytes())
-    (work / "run.py").write_text(EVALPLUS_IN_CONTAINER, encoding="utf-8")
-    work.chmod(0o777)
-    override = "HUMANEVAL_OVERRIDE_PATH" if dataset == "humaneval" else "MBPP_OVERRIDE_PATH"
-    limits = Limits()
-    image = os.environ.get("SANDBOX_IMAGE", DEFAULT_IMAGE)
-    container = client.containers.run(
-        image, ["python3", "/work/run.py", dataset, "/work/samples.jsonl",
-                str(limits.min_time_limit), str(limits.gt_time_limit_factor)],
-        entrypoint=[], detach=True, network_mode="none", working_dir="/tmp",
-        environment={"PYTHONPATH": "/deps", override: f"/work/{subset.name}",
-                     "HOME": "/tmp", "EVALPLUS_MAX_MEMORY_BYTES": "-1"},
-        volumes={sysconfig.get_paths()["purelib"]: {"bind": "/deps", "mode": "ro"},
-                 str(work): {"bind": "/work", "mode": "rw"}})
-    try:
-        status = container.wait(timeout=900)
-        logs = container.logs().decode(errors="replace")
-    finally:
-        container.remove(force=True)
-    assert status["StatusCode"] == 0, logs[-4000:]
-    return dict(json.loads((work / "samples_eval_results.json").read_text())["eval"])
-
-
 @pytest.mark.parametrize("dataset", ["humaneval", "mbpp"])
 def test_gemma_verdicts_equal_evalplus_evaluate_on_the_same_samples(gemma_run, dataset,
                                                                      tmp_path):
@@ -196,20 +145,15 @@ def test_gemma_verdicts_equal_evalplus_evaluate_on_the_same_samples(gemma_run, d
     evalplus.evaluate's on the harness's own samples.jsonl (HumanEval/32 would be the one
     allowed difference, the find_zero fix; it is not among these tasks)."""
     import docker
+    from benchmarks.evalplus_agreement import compare
 
     reports, _requests = gemma_run
-    out = reports / "bench-gemma3-270m" / dataset
-    ours = json.loads((out / "eval" / "eval_results.json").read_text(encoding="utf-8"))["eval"]
-    assert len(ours) == LIMIT
-    assert "HumanEval/32" not in ours
     client = docker.from_env(timeout=120)
     try:
-        theirs = run_evalplus_evaluate(client, dataset, out / "samples.jsonl", sorted(ours),
-                                       tmp_path)
+        found = compare(reports / "bench-gemma3-270m" / dataset, client, tmp_path)
     finally:
         client.close()
-    fields = ("base_status", "plus_status")
-    assert sorted(theirs) == sorted(ours)
-    differences = {t: ({f: theirs[t][0][f] for f in fields}, {f: ours[t][0][f] for f in fields})
-                   for t in ours if any(theirs[t][0][f] != ours[t][0][f] for f in fields)}
-    assert differences == {}
+    assert found["n_tasks"] == LIMIT
+    assert found["missing"] == []
+    assert found["differ"] == {}
+    assert found["evalplus"] == found["harness"]
