@@ -90,12 +90,12 @@ def compare(first: BenchResult, second: BenchResult, slots: int) -> Determinism:
         tokens_per_s_n=second.generation.get("gen_tokens_per_s"), out_dir=second.out_dir)
 
 
-def check(first: BenchResult, profile: Profile, server: LazyServer, dataset: Dataset,
-          slots: int, options: RunOptions) -> Determinism:
+def check(first: BenchResult, server: LazyServer, dataset: Dataset, slots: int,
+          options: RunOptions) -> Determinism:
     """Stop the profile's server, run ``dataset`` again with ``-np slots`` and ``slots``
     requests in flight on a server of its own, and compare with ``first``."""
     server.close()  # one model per GPU; the profile's next test starts it again
-    twin_profile = with_slots(profile, slots)
+    twin_profile = with_slots(server.profile, slots)  # its image resolved (fallback, pull)
     twin = LazyServer(twin_profile, log_path=_twin(server.log_path, slots),
                       run_id=f"{server.run_id}-np{slots}", client=server.client,
                       lock_dir=server.lock_dir)

@@ -141,8 +141,7 @@ def bench_result(bench_profile: Profile, llama_server: LazyServer, bench_state: 
             elif slots:
                 from plugin.determinism import check
 
-                twin = check(result, bench_profile, llama_server, bench_datasets(dataset),
-                             slots, options)
+                twin = check(result, llama_server, bench_datasets(dataset), slots, options)
                 result = dataclasses.replace(result, determinism=twin.to_json())
             bench_state.results[key] = result
         except ServerStartError:

@@ -60,9 +60,6 @@ def test_compare_counts_differing_answers_and_flipped_verdicts(tmp_path: Path) -
 # ------------------------------------------------------------------------ real run
 LIMIT = 8
 CONF = """\
-[DEFAULT]
-CPU_IMAGE=local/llama.cpp:server
-
 [bench-canary]
 NAME=Canary (known-answer, HumanEval+)
 MODEL=canary-humaneval.gguf
@@ -85,8 +82,9 @@ def checked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     tmp = tmp_path_factory.mktemp("determinism")
     conf = tmp / "models.conf"
     conf.write_text(CONF.format(models=ROOT / "models" / "canary"), encoding="utf-8")
+    # no CPU image named: the stock one, or (absent here) the local build it falls back
+    # to; the N-slot server must use the image the first one used
     env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_")}
-    env["BENCH_CPU_IMAGE"] = os.environ.get("LLAMA_IMAGE", "local/llama.cpp:server")
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "bench_tests/test_humaneval_plus.py", "-p",
          "no:cacheprovider", "-k", "bench-canary", f"--bench-config={conf}",
