@@ -52,8 +52,10 @@ class Determinism:
     n_tasks: int
     differ: tuple[str, ...]  # tasks whose completion text differs
     flips: tuple[tuple[str, str, str], ...]  # (task, first verdict, N-slot verdict)
-    tokens_per_s: float | None  # the first run's generation throughput
-    tokens_per_s_n: float | None  # the N-slot run's
+    #: Throughput of each run: completion tokens over its generation wall time, all
+    #: requests together (None when the run reused stored answers: nothing was timed).
+    tokens_per_s: float | None
+    tokens_per_s_n: float | None
     out_dir: str
 
     @property
@@ -86,8 +88,17 @@ def compare(first: BenchResult, second: BenchResult, slots: int) -> Determinism:
                   if _verdict(first, t) != _verdict(second, t))
     return Determinism(
         slots=slots, n_tasks=len(tasks), differ=differ, flips=flips,
-        tokens_per_s=first.generation.get("gen_tokens_per_s"),
-        tokens_per_s_n=second.generation.get("gen_tokens_per_s"), out_dir=second.out_dir)
+        tokens_per_s=throughput(first), tokens_per_s_n=throughput(second),
+        out_dir=second.out_dir)
+
+
+def throughput(result: BenchResult) -> float | None:
+    """Completion tokens per second of generation wall time, when every answer was asked
+    in this run."""
+    if result.requests_sent < result.n_tasks or result.gen_wall_s <= 0:
+        return None
+    tokens = sum(f.completion_tokens or 0 for f in result.tasks.values())
+    return round(tokens / result.gen_wall_s, 1)
 
 
 def check(first: BenchResult, server: LazyServer, dataset: Dataset, slots: int,

@@ -55,6 +55,10 @@ def test_compare_counts_differing_answers_and_flipped_verdicts(tmp_path: Path) -
     assert found.finding == "4 slots: 2 answers differ, 1 verdict flips"
     assert found.to_json()["flips"] == [{"task": "HumanEval/2", "first": "pass",
                                          "slots": "fail"}]
+    # throughput: all completion tokens over the generation wall time (20 x 20 / 10 s)
+    assert (found.tokens_per_s, found.tokens_per_s_n) == (40.0, 40.0)
+    reused = compare(replace(first, requests_sent=0), second, 4)
+    assert reused.tokens_per_s is None  # stored answers: nothing was timed
 
 
 # ------------------------------------------------------------------------ real run
