@@ -62,9 +62,8 @@ class Determinism:
     def finding(self) -> str:
         if not self.differ and not self.flips:
             return f"{self.slots} slots: identical answers"
-        flips = len(self.flips)
-        return (f"{self.slots} slots: {len(self.differ)} answer{'s' * (len(self.differ) != 1)}"
-                f" differ, {flips} verdict{'s' * (flips != 1)} flip{'s' * (flips == 1)}")
+        return (f"{self.slots} slots: {_count(len(self.differ), 'answer', 'differ')}, "
+                f"{_count(len(self.flips), 'verdict', 'flip')}")
 
     def to_json(self) -> dict[str, Any]:
         return {"slots": self.slots, "n_tasks": self.n_tasks, "finding": self.finding,
@@ -72,6 +71,11 @@ class Determinism:
                 "flips": [{"task": t, "first": a, "slots": b} for t, a, b in self.flips],
                 "tokens_per_s": self.tokens_per_s, "tokens_per_s_n": self.tokens_per_s_n,
                 "out_dir": self.out_dir}
+
+
+def _count(n: int, noun: str, verb: str) -> str:
+    """'1 answer differs', '2 answers differ', '0 verdicts flip'."""
+    return f"{n} {noun}s {verb}" if n != 1 else f"1 {noun} {verb}s"
 
 
 def _verdict(result: BenchResult, task_id: str) -> str:
