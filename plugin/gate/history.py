@@ -228,21 +228,20 @@ def baseline(conn: sqlite3.Connection, profile: str, dataset: str) -> Baseline |
 
 def baselines(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Current pins, one per profile x dataset, for `python -m plugin report --baselines`."""
-    rows = conn.execute(
-        "SELECT b.profile, b.dataset, b.run_id, b.fingerprint, b.pinned_at, "
-        "r.plus_pass_at_1, r.n_tasks FROM baselines b JOIN runs r ON r.id = b.run_id "
-        "WHERE b.id IN (SELECT MAX(id) FROM baselines GROUP BY profile, dataset) "
-        "ORDER BY b.profile, b.dataset").fetchall()
+    pairs = conn.execute("SELECT DISTINCT profile, dataset FROM baselines "
+                         "ORDER BY profile, dataset").fetchall()
     pins = []
-    for row in rows:
-        pin = dict(row)
-        found = baseline(conn, row["profile"], row["dataset"])
-        if found is not None:  # the pin as reference-scores.json's baselines.<dataset>
-            pin.update(partial=found.partial, recorded=found.pinned_at,
-                       tasks=sorted(found.passed, key=task_sort_key),
-                       passed=sorted((t for t, ok in found.passed.items() if ok),
-                                     key=task_sort_key))
-        pins.append(pin)
+    for profile, dataset in pairs:
+        found = baseline(conn, profile, dataset)
+        if found is None:  # the pinned run is not in this database
+            continue
+        tasks = sorted(found.passed, key=task_sort_key)
+        pins.append({  # also the form of reference-scores.json's baselines.<dataset>
+            "profile": profile, "dataset": dataset, "run_id": found.run_id,
+            "fingerprint": found.fingerprint, "pinned_at": found.pinned_at,
+            "plus_pass_at_1": found.plus_pass_at_1, "n_tasks": found.n_tasks,
+            "partial": found.partial, "recorded": found.pinned_at, "tasks": tasks,
+            "passed": [t for t in tasks if found.passed[t]]})
     return pins
 
 

@@ -160,6 +160,11 @@ def summary_sections(rows: Sequence[Row], published: Sequence[Published],
     return sections
 
 
+def flips_text(flips: Sequence[Mapping[str, Any]], limit: int = 20) -> str:
+    """The determinism check's flipped verdicts: "HumanEval/2 pass->fail, ..."."""
+    return ", ".join(f"{f['task']} {f['first']}->{f['slots']}" for f in flips[:limit])
+
+
 def _determinism_table(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
     header = ["Profile", "Dataset", "Finding", "Answers that differ", "Verdicts that flip",
               "tok/s as configured", "tok/s with N slots"]
@@ -168,9 +173,9 @@ def _determinism_table(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]
         d = r.determinism
         if not d:
             continue
-        flips = ", ".join(f"{f['task']} {f['first']}->{f['slots']}" for f in d.get("flips", []))
         body.append([r.profile, r.dataset, str(d["finding"]),
-                     ", ".join(d.get("differ", [])[:20]) or "none", flips or "none",
+                     ", ".join(d.get("differ", [])[:20]) or "none",
+                     flips_text(d.get("flips", [])) or "none",
                      _num(d.get("tokens_per_s")), _num(d.get("tokens_per_s_n"))])
     return header, body
 

@@ -13,6 +13,7 @@ from plugin.report.html import (
     COLUMNS,
     DATASET_TITLE,
     comparison_table,
+    flips_text,
     fmt_interval,
     fmt_pct,
     fmt_pp,
@@ -65,8 +66,7 @@ def determinism_lines(rows: Sequence[Row]) -> list[str]:
             continue
         line = f"{r.profile} ({r.dataset}): {d['finding']}"
         if d.get("flips"):
-            line += "; flips: " + ", ".join(f"{f['task']} {f['first']}->{f['slots']}"
-                                           for f in d["flips"][:10])
+            line += "; flips: " + flips_text(d["flips"], limit=10)
         if d.get("tokens_per_s_n") is not None:
             first = d.get("tokens_per_s")
             line += (f"; throughput {d['tokens_per_s_n']:.1f} tok/s with {d['slots']} slots, "
