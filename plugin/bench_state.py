@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # a benchmark's modules load when it runs, not with every pyt
     from plugin.runner import BenchResult
 from plugin.report.html import summary_sections, table_header, table_row, test_extras_html
 from plugin.report.outputs import render_outputs, trend_for_plot, write_outputs
-from plugin.report.text import determinism_lines, terminal_lines, unscored_lines
+from plugin.report.text import clock_lines, determinism_lines, terminal_lines, unscored_lines
 
 RESULT_PROPERTY = "bench_result"
 UNSCORED_PROPERTY = "bench_unscored"  # a selected profile x dataset that got no score
@@ -176,6 +176,13 @@ class BenchState:
                 terminalreporter.write_line(line)
             for line in determinism_lines(self.rows):
                 terminalreporter.write_line(f"determinism check (no gate): {line}")
+            for row in self.rows:
+                if row.what_changed:
+                    terminalreporter.write_line(
+                        f"what changed ({row.profile}, {row.dataset}, against baseline "
+                        f"{row.baseline_run}): {'; '.join(row.what_changed)}")
+            for line in clock_lines(self.rows, limit=5):
+                terminalreporter.write_line(f"machine-sensitive: {line}")
         if self.unscored:
             mode = "gate mode: errors" if self.options.strict else \
                 "skipped; --bench-strict makes them errors"

@@ -117,6 +117,7 @@ def bench_result(bench_profile: Profile, llama_server: LazyServer, bench_state: 
     It runs in the fixture (setup phase), so an infrastructure failure - a dead server, a
     broken sandbox - makes the test an error, while a low score makes it a failure.
     """
+    from plugin.evaluation.plan import Limits
     from plugin.runner import RunOptions, run_benchmark
 
     dataset = _dataset_of(request)
@@ -125,10 +126,13 @@ def bench_result(bench_profile: Profile, llama_server: LazyServer, bench_state: 
         options = RunOptions(
             sandbox=bench_state.options.sandbox,
             sandbox_image=bench_state.options.sandbox_image,
+            limits=Limits.named(bench_state.options.limits),
             limit=bench_state.options.limit,
             concurrency=bench_state.options.concurrency,
             hang_timeout_s=bench_state.options.hang_timeout,
-            on_completion=_progress_printer(request.config, bench_profile.name))
+            on_completion=_progress_printer(request.config, bench_profile.name),
+            on_note=_say(request.config) if not hasattr(request.config, "workerinput")
+            else None)
         out_dir = bench_state.reports_dir / bench_profile.name / dataset
         try:
             result = run_benchmark(bench_profile, llama_server, bench_datasets(dataset),
@@ -213,8 +217,8 @@ def _progress_printer(config: pytest.Config,
         if progress.done % step and progress.done != progress.total:
             return
         eta = f"{progress.eta_s:.0f}s" if progress.eta_s is not None else "-"
-        line = (f"[{profile}] generated {progress.done}/{progress.total}, "
-                f"{progress.tokens_per_s:.1f} tok/s, ETA {eta}")
+        line = (f"[{profile}] generated {progress.done}/{progress.total}, aggregate "
+                f"{progress.tokens_per_s:.1f} tok/s (all requests), ETA {eta}")
         with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
             reporter.write_line(line)
 

@@ -29,6 +29,7 @@ from plugin.config.defaults import SANDBOX_IMAGE
 from plugin.config.profile import Profile, select_tasks
 from plugin.datasets import Dataset
 from plugin.evaluation.judging import evaluate_samples
+from plugin.evaluation.plan import Limits
 from plugin.evaluation.results import EvalResult, TaskVerdict
 from plugin.generation.client import Progress, Retry, generate
 from plugin.generation.extract import extract_code, extract_completion
@@ -43,12 +44,15 @@ from plugin.server.spec import MODELS_MOUNT
 class RunOptions:
     sandbox: str = "docker"
     sandbox_image: str = SANDBOX_IMAGE
+    limits: Limits = field(default_factory=Limits)
     limit: int | None = None
     concurrency: int | None = None
     eval_workers: int | None = None
     #: seconds the server may fail its health check in a row during generation
     hang_timeout_s: float = Retry.hang_timeout_s
     on_completion: Callable[[Completion, Progress], None] | None = None
+    #: one-line notes while the run goes on: answers reused, server starting, sandbox
+    on_note: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,12 @@ class BenchResult:
     prompt_mode: str = "chat"
     #: The determinism check's comparison (plugin.determinism), when it ran.
     determinism: Mapping[str, Any] | None = None
+    #: The sandbox's limit policy (--bench-limits): harness or evalplus.
+    limits: str = "harness"
+    #: Verdicts the clock decided (machine-sensitive): task id -> why (docs/EVALUATION.md).
+    clock_decided: Mapping[str, str] = field(default_factory=dict)
+    #: What the fingerprint was computed from (image, model, server flags, sampling...).
+    fingerprint_inputs: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -140,9 +150,16 @@ def chat_template_file(profile: Profile) -> Path | None:
 
 def run_fingerprint(profile: Profile, server: LazyServer, dataset: Dataset,
                     sampling: Sampling) -> str:
-    """Hash of what can change an answer; for container profiles known without starting
-    the server (the image id stands for the llama.cpp build, the model hash for the chat
-    template in the GGUF). External servers are asked (/props)."""
+    """Hash of what can change an answer (see fingerprint_inputs)."""
+    return fingerprint(fingerprint_inputs(profile, server, dataset, sampling))
+
+
+def fingerprint_inputs(profile: Profile, server: LazyServer, dataset: Dataset,
+                       sampling: Sampling) -> dict[str, Any]:
+    """What can change an answer; for container profiles known without starting the
+    server (the image id stands for the llama.cpp build, the model hash for the chat
+    template in the GGUF). External servers are asked (/props). Stored with every run, so
+    that two runs can say what changed between them (plugin.gate.changes)."""
     if profile.base_url:
         props = server.get().props or {}
         backend: dict[str, Any] = {
@@ -160,8 +177,8 @@ def run_fingerprint(profile: Profile, server: LazyServer, dataset: Dataset,
                 file_sha256(template_file) if template_file.is_file()
                 else f"missing: {template_file}")
     template = PromptMode(profile.prompt_mode, dataset.name).template_id
-    return fingerprint({"backend": backend, "sampling": asdict(sampling),
-                        "prompt_template": template, "dataset_sha256": dataset.sha256})
+    return {"backend": backend, "sampling": asdict(sampling),
+            "prompt_template": template, "dataset_sha256": dataset.sha256}
 
 
 def _subset(dataset: Dataset, tasks: str | None, limit: int | None) -> Dataset:
@@ -208,12 +225,22 @@ def run_benchmark(profile: Profile, server: LazyServer, dataset: Dataset, out_di
     out_dir.mkdir(parents=True, exist_ok=True)
     data = _subset(dataset, profile.tasks, options.limit)
     sampling = sampling_for(profile)
-    fp = run_fingerprint(profile, server, data, sampling)
+    inputs = fingerprint_inputs(profile, server, data, sampling)
+    fp = fingerprint(inputs)
 
     started = time.monotonic()
     prompts = {t: task.prompt for t, task in data.tasks.items()}
     store_path = out_dir / "completions.jsonl"
     pending = set(prompts) - set(CompletionStore(store_path).load(fp))
+    note = options.on_note or (lambda _line: None)
+    tag = f"[{profile.name}] {data.name}:"
+    if len(pending) < len(prompts):
+        note(f"{tag} reused {len(prompts) - len(pending)} of {len(prompts)} answers "
+             f"(fingerprint {fp})" + ("; nothing to send, no server started" if not pending
+                                      else f"; asking for {len(pending)}"))
+    if pending and not server.started:
+        note(f"{tag} starting llama-server (loading the model; up to "
+             f"{profile.health_timeout:.0f} s)")
     handle = server.get() if pending else None  # nothing to ask: the server never starts
     completions, progress = generate(
         handle if handle else "", prompts, sampling, store_path, fp,
@@ -226,12 +253,33 @@ def run_benchmark(profile: Profile, server: LazyServer, dataset: Dataset, out_di
 
     solutions, from_reasoning = _solutions(profile, data, completions)
     _write_samples(out_dir / "samples.jsonl", solutions)
+    note(f"{tag} judging {len(solutions)} programs in the sandbox (limits "
+         f"{options.limits.policy})")
     evaluation = evaluate_samples(data, solutions, out_dir / "eval", sandbox=options.sandbox,
-                                  image=options.sandbox_image, workers=options.eval_workers)
+                                  image=options.sandbox_image, workers=options.eval_workers,
+                                  limits=options.limits, on_verdict=_judged(note, tag, data))
     result = _result(profile, server, data, dataset, fp, completions, progress, evaluation,
                      gen_wall, out_dir, from_reasoning, solutions)
+    result = replace(result, limits=options.limits.policy,
+                     clock_decided=evaluation.clock_decided(),
+                     fingerprint_inputs=json.loads(json.dumps(inputs, default=str)))
     atomic.write_text(out_dir / "summary.json", json.dumps(result.to_json(), indent=1))
     return result
+
+
+def _judged(note: Callable[[str], None], tag: str,
+            data: Dataset) -> Callable[[TaskVerdict], None]:
+    """A note at every tenth of the tasks judged (verdicts reused from an earlier run
+    count silently)."""
+    total, seen = len(data.tasks), [0]
+    step = max(1, total // 10)
+
+    def judged(verdict: TaskVerdict) -> None:
+        seen[0] += 1
+        if not verdict.resumed and seen[0] % step == 0 and seen[0] < total:
+            note(f"{tag} judged {seen[0]}/{total}")
+
+    return judged
 
 
 def _result(profile: Profile, server: LazyServer, data: Dataset, full: Dataset, fp: str,

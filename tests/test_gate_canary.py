@@ -132,6 +132,7 @@ def test_unchanged_rerun_passes_without_flips(runs: dict[str, Run]) -> None:
     assert row["fingerprint"] == runs["baseline"].row()["fingerprint"]
     assert (row["paired"]["b"], row["paired"]["c"], row["paired"]["p_value"]) == (0, 0, 1.0)
     assert row["requests_sent"] == 0  # every answer came from the completion store
+    assert row["what_changed"] == []  # the same fingerprint inputs
 
 
 def test_template_change_fails_against_the_baseline(runs: dict[str, Run]) -> None:
@@ -150,6 +151,44 @@ def test_template_change_fails_against_the_baseline(runs: dict[str, Run]) -> Non
     assert "HumanEval/0" in failure.get("message", "")
     report_md = (run.reports / "REPORT.md").read_text(encoding="utf-8")
     assert "FAIL (tolerance) (flips: 16 down, 0 up, p=3.1e-05)" in report_md
+    # what changed, from the fingerprint inputs stored with both runs
+    change = f"EXTRA_ARGS {CHATML} -> {OTHER_TEMPLATE}"
+    assert row["what_changed"] == [change]
+    assert row["fingerprint_inputs"]["backend"]["extra_args"] == OTHER_TEMPLATE.split()
+    assert f"What changed: {change}." in report_md
+    assert f"what changed ({PROFILE}, humaneval, against baseline" in run.output
+
+
+def test_any_two_runs_compare_task_by_task(runs: dict[str, Run], tmp_path: Path) -> None:
+    db = str(runs["db"].reports / "history.sqlite")
+
+    def report(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "plugin", "report", "--db", db, *args],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300,
+                              check=False)
+
+    listed = report("--list")
+    assert listed.returncode == 0, listed.stderr
+    ids = [run.row()["run_id"] for run in (runs["baseline"], runs["unchanged"],
+                                           runs["template"])]
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == ids
+    # the template run against the unchanged one (not the pinned baseline): any two runs
+    done = report("--compare", ids[1], ids[2], "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "pass->fail 16, fail->pass 0; exact McNemar p = 3.05e-05" in done.stdout
+    assert f"what changed: EXTRA_ARGS {CHATML} -> {OTHER_TEMPLATE}" in done.stdout
+    flipped = re.findall(r"^\| (HumanEval/\d+) \| pass->fail \|", done.stdout, re.MULTILINE)
+    assert flipped == _designed_to_pass()
+    written = sorted(p.suffix for p in tmp_path.iterdir())
+    assert written == [".html", ".md"]
+    assert (tmp_path / next(p.name for p in tmp_path.iterdir() if p.suffix == ".md")
+            ).read_text(encoding="utf-8") == done.stdout
+    # the other way round, the flips are fixes
+    back = report("--compare", ids[2], ids[1], "--out", str(tmp_path))
+    assert "pass->fail 0, fail->pass 16" in back.stdout
+    unknown = report("--compare", "no-such-run", ids[1])
+    assert unknown.returncode == 2
+    assert "'no-such-run' names no run; fix: pass a run id from" in unknown.stderr
 
 
 def test_report_rebuilt_from_the_history_is_identical(runs: dict[str, Run],

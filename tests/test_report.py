@@ -138,8 +138,8 @@ def test_markdown_report_follows_the_seed_format(tmp_path: Path) -> None:
                for line in lines)
     assert "| **Local: Model bench-b (Q4_K_M)** | **80.0%** | **80.0%** | **Local benchmark** |" \
         in lines
-    assert "| Model bench-a | Q4_K_M | 95.0% | 95.0% | [76.4, 99.1] | not published | - | " \
-           "no baseline yet |" in lines
+    assert "| bench-a | Model bench-a | Q4_K_M | 95.0% | 95.0% | [76.4, 99.1] | not " \
+           "published | - | no baseline yet |" in lines
     assert text == markdown_report([row_a, row_b, row_a], PUBLISHED)  # deduplicated
 
 
@@ -214,3 +214,36 @@ def test_cli_rebuild_check_merge_and_baselines(tmp_path: Path) -> None:
     done = _cli("--db", str(tmp_path / "none.sqlite"))
     assert done.returncode == 2
     assert "no history database" in done.stderr
+
+
+def test_summary_json_has_a_schema_version_and_every_row_key_is_documented(
+        tmp_path: Path) -> None:
+    from plugin.gate.record import Row
+    from plugin.report.outputs import SUMMARY_SCHEMA_VERSION, summary_json
+
+    row, _ = _assess(tmp_path / "h.sqlite", tmp_path, "s1", ALL_BUT_4)
+    data = json.loads(summary_json("s1", [row]))
+    assert data["schema_version"] == SUMMARY_SCHEMA_VERSION == 2
+    doc = (ROOT / "docs" / "REPORTS.md").read_text(encoding="utf-8")
+    assert f"## summary.json (schema_version {SUMMARY_SCHEMA_VERSION})" in doc
+    undocumented = [f.name for f in dataclasses.fields(Row) if f"`{f.name}`" not in doc]
+    assert undocumented == []
+    assert set(data["results"][0]) == {f.name for f in dataclasses.fields(Row)}
+
+
+def test_terminal_table_fits_120_columns_and_lists_flips(tmp_path: Path) -> None:
+    from plugin.report.text import terminal_lines
+
+    db = tmp_path / "h.sqlite"
+    _assess(db, tmp_path, "s1", ALL_BUT_4, pin=True)
+    long_name = "bench-qwen3-coder-next-ud-q4-k-xl-with-a-long-name"
+    row, _ = _assess(db, tmp_path, "s2", set(range(8)))
+    rows = [row, dataclasses.replace(row, profile=long_name, run_id="x")]
+    lines = terminal_lines(rows)
+    assert max(len(line) for line in lines) <= 120
+    assert lines[0].split()[:4] == ["Profile", "Data", "Quant", "plus"]
+    assert "Trunc" in lines[0]
+    assert any(line.startswith("bench-qwen3-coder-next") and "~" in line for line in lines)
+    assert any("flips against the baseline: 9 down, 1 up, exact McNemar p=0.021" in line
+               for line in lines)
+    assert any("decode speed per request" in line for line in lines)

@@ -124,6 +124,10 @@ SETTINGS: tuple[Setting, ...] = (
             choices=("docker", "local")),
     Setting("sandbox-image", "image of the evaluation sandbox",
             default=SANDBOX_IMAGE, metavar="IMAGE"),
+    Setting("limits", "time and memory limit policy of the sandbox: harness (min 4 s per "
+            "test, factor 4 scaled by load) or evalplus (evalplus 0.3.1's rules: min 1 s, "
+            "factor 4, unscaled); see docs/EVALUATION.md", default="harness",
+            choices=("harness", "evalplus")),
     Setting("limit", "only the first N tasks of each dataset (development; a partial run "
             "is gated against a pinned baseline only, task by task)",
             kind=_non_negative_int, metavar="N"),
@@ -196,6 +200,7 @@ class Options:
     history: str | None
     sandbox: str
     sandbox_image: str
+    limits: str
     limit: int | None
     tasks: str | None
     determinism: int | None

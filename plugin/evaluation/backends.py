@@ -222,7 +222,9 @@ class LocalSandbox:
 def evaluate_args(oracle_dir: str, solutions: str, workers: int, limits: Limits) -> list[str]:
     return ["evaluate", "--oracle", oracle_dir, "--solutions", solutions,
             "--workers", str(workers), "--min-time-limit", str(limits.min_time_limit),
-            "--gt-time-limit-factor", str(limits.gt_time_limit_factor)]
+            "--gt-time-limit-factor", str(limits.gt_time_limit_factor),
+            "--policy", limits.policy, "--memory-budget", str(limits.memory_budget),
+            *([] if limits.load_scaling else ["--no-load-scaling"])]
 
 
 def oracle_args(dataset_file: str, dataset_name: str, out_dir: str, workers: int) -> list[str]:

@@ -38,6 +38,9 @@ class TaskVerdict:
     error: str | None = None  # why the sandbox could not judge normally (worker killed...)
     resumed: bool = False  # taken from an earlier run's verdicts.jsonl
     quarantined: bool = False  # judged again alone (see docs/EVALUATION.md)
+    #: Why the clock decided this verdict (a timeout, a pass near its time limit or past
+    #: the other limit policy's), per part; None when it did not (docs/EVALUATION.md).
+    clock: str | None = None
 
     @property
     def base_passed(self) -> bool:
@@ -74,10 +77,15 @@ class EvalResult:
             "base_passed": sum(v.base_passed for v in self.verdicts.values()),
             "plus_passed": sum(v.plus_passed for v in self.verdicts.values()),
             "missing": list(self.missing), "unknown": list(self.unknown),
+            "clock_decided": len(self.clock_decided()),
             "judged": self.n_judged, "resumed": self.n_resumed,
             "wall_s": round(self.wall_s, 3),
             "results": str(self.results_path) if self.results_path else None,
         }
+
+    def clock_decided(self) -> dict[str, str]:
+        """Tasks whose verdict the clock decided, with why (machine-sensitive verdicts)."""
+        return {t: v.clock for t, v in self.verdicts.items() if v.clock}
 
 
 
@@ -123,6 +131,7 @@ def _verdict_record(verdict: TaskVerdict) -> dict[str, Any]:
         "plus_fail_tests": verdict.plus_fail_tests, "wall_s": round(verdict.wall_s, 4),
         "cpu_s": round(verdict.cpu_s, 4),
         "error": verdict.error, "quarantined": verdict.quarantined,
+        "clock": verdict.clock,
     }
 
 
@@ -134,13 +143,14 @@ def verdict_from_record(record: Mapping[str, Any], *, resumed: bool) -> TaskVerd
     if not isinstance(base_tests, list) or not isinstance(plus_tests, list):
         raise SandboxError(f"invalid failed-test lists for {record.get('task_id')!r}")
     error = record.get("error")
+    clock = record.get("clock")
     return TaskVerdict(
         task_id=str(record["task_id"]), base_status=str(base), plus_status=str(plus),
         base_fail_tests=base_tests, plus_fail_tests=plus_tests,
         solution_key=str(record["key"]), wall_s=float(record.get("wall_s") or 0.0),
         cpu_s=float(record.get("cpu_s") or 0.0),
         error=str(error) if error else None, resumed=resumed,
-        quarantined=bool(record.get("quarantined")),
+        quarantined=bool(record.get("quarantined")), clock=str(clock) if clock else None,
     )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from plugin.gate import history
+from plugin.gate.changes import what_changed
 from plugin.gate.record import Row, RunInfo, result_row
 from plugin.gate.references import Reference
 from plugin.gate.stats import task_sort_key
@@ -105,7 +106,10 @@ def assess(db_path: Path, session: history.Session, result: BenchResult,
             baseline = None  # the same run computed again: never judge it against itself
         outcome = judge(result.plus_pass_at_1, _passed(result.verdicts), reference, baseline,
                         partial=result.partial, alpha=alpha)
-        row = result_row(result, reference, outcome, info)
+        before = history.run_row(conn, baseline.run_id) if baseline is not None else None
+        changed = what_changed(before.fingerprint_inputs if before else None,
+                               result.fingerprint_inputs)
+        row = result_row(result, reference, outcome, info, changed)
         history.record_run(conn, _run_record(result, row, info, _started(recorded, result)),
                            task_records(result, outcome))
         if pin:

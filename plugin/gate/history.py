@@ -268,6 +268,12 @@ def session_rows(conn: sqlite3.Connection, session: str) -> list[Row]:
     return [Row.from_json(json.loads(r["row_json"])) for r in rows]
 
 
+def run_row(conn: sqlite3.Connection, run_id: str) -> Row | None:
+    """The report row of one run, or None when the run is not in this database."""
+    found = conn.execute("SELECT row_json FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return None if found is None else Row.from_json(json.loads(found["row_json"]))
+
+
 def session_published(conn: sqlite3.Connection, session: str) -> list[dict[str, Any]]:
     """Published scores the session reported against (first machine's snapshot)."""
     row = conn.execute("SELECT published_json FROM sessions WHERE session = ? "

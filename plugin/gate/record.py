@@ -90,6 +90,15 @@ class Row:
     prompt_mode: str | None = None
     #: --bench-determinism: the N-slot run against this one (plugin.determinism); no gate.
     determinism: dict[str, Any] | None = None
+    #: The sandbox's limit policy (--bench-limits); None in rows recorded before it existed.
+    limits: str | None = None
+    #: Verdicts decided by the clock (machine-sensitive): task id -> why.
+    clock_decided: dict[str, str] | None = None
+    #: What the fingerprint was computed from (runner.fingerprint_inputs).
+    fingerprint_inputs: dict[str, Any] | None = None
+    #: Differences of those inputs from the baseline run's ("max_tokens 768 -> 430"); []
+    #: when none, None when there is no baseline run or its inputs were not stored.
+    what_changed: list[str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,7 +119,7 @@ class Row:
 
 
 def result_row(result: BenchResult, reference: Reference, outcome: GateOutcome,
-               info: RunInfo) -> Row:
+               info: RunInfo, what_changed: list[str] | None = None) -> Row:
     return Row(
         run_id=info.run_id, session=info.session, machine=info.machine,
         recorded=info.recorded, pinned=info.pinned,
@@ -135,7 +144,10 @@ def result_row(result: BenchResult, reference: Reference, outcome: GateOutcome,
         eval_wall_s=result.eval_wall_s, build_info=result.build_info,
         fingerprint=result.fingerprint, out_dir=result.out_dir,
         prompt_mode=result.prompt_mode,
-        determinism=dict(result.determinism) if result.determinism else None)
+        determinism=dict(result.determinism) if result.determinism else None,
+        limits=result.limits, clock_decided=dict(result.clock_decided),
+        fingerprint_inputs=dict(result.fingerprint_inputs) or None,
+        what_changed=what_changed)
 
 
 _FIELDS = frozenset(f.name for f in fields(Row))

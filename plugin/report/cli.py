@@ -4,6 +4,8 @@
     python -m plugin report --db merged.sqlite --merge a/history.sqlite b/history.sqlite
     python -m plugin report --baselines        # current pins (run id + fingerprint) as JSON
     python -m plugin report --check            # exit 1 when a gate of the session failed
+    python -m plugin report --list             # the runs in the history
+    python -m plugin report --compare RUN_A RUN_B   # any two runs, task by task
 
 Nothing is run: REPORT.md, summary.json and summary.html are rendered from the stored
 rows, byte for byte what the run wrote (REPORT.md, summary.json).
@@ -20,6 +22,7 @@ from pathlib import Path
 from plugin.gate import history
 from plugin.gate.record import Row
 from plugin.gate.verdicts import FAILING
+from plugin.report import compare
 from plugin.report.outputs import rebuild
 
 REPORT_HELP = "rebuild REPORT.md, summary.json and summary.html from the history database"
@@ -42,6 +45,12 @@ def add_report_parser(
                         help="print the pinned baselines as JSON and exit")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 when a gate of the reported session failed")
+    parser.add_argument("--list", action="store_true",
+                        help="list the runs in the history (id, date, plus pass@1, gate)")
+    parser.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
+                        help="compare two runs task by task (ids or unique parts of ids, "
+                             "see --list): flips both ways, exact McNemar p, what changed; "
+                             "printed, and written as compare-A-vs-B.md/.html")
     parser.set_defaults(run=run_report)
     return run_report
 
@@ -61,6 +70,20 @@ def run_report(args: argparse.Namespace) -> int:
             print(f"merged {source}: {added} new run(s)", file=sys.stderr)
         if args.baselines:
             print(json.dumps(history.baselines(conn), indent=1))
+            return 0
+        if args.list:
+            for line in compare.list_runs(conn):
+                print(line)
+            return 0
+        if args.compare:
+            try:
+                found = compare.compare(conn, *args.compare)
+            except LookupError as exc:
+                print(f"error: --compare: {exc}", file=sys.stderr)
+                return 2
+            print(compare.markdown(found), end="")
+            for path in compare.write(found, args.out or args.db.parent):
+                print(path, file=sys.stderr)
             return 0
     out = args.out or args.db.parent
     try:

@@ -155,6 +155,12 @@ def summary_sections(rows: Sequence[Row], published: Sequence[Published],
     if any(r.determinism for r in rows):
         sections += ['<h2 id="bench-determinism">Determinism check (no gate)</h2>',
                      _html_table(*_determinism_table(rows))]
+    if any(r.clock_decided for r in rows):
+        sections += ['<h2 id="bench-clock">Verdicts decided by the clock (machine-sensitive)'
+                     '</h2>', _html_table(*_clock_table(rows)),
+                     "<p>Timeouts, and passes that used more than half of their time limit "
+                     "or more than the other limit policy allows (--bench-limits): a faster "
+                     "or slower CPU may change them (docs/EVALUATION.md).</p>"]
     if trend is not None:
         sections += ['<h2 id="bench-plots">Plots</h2>', plots_html(rows, trend)]
     return sections
@@ -180,13 +186,22 @@ def _determinism_table(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]
     return header, body
 
 
+def _clock_table(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
+    header = ["Profile", "Dataset", "Limits", "Task", "Why"]
+    body = [[r.profile, r.dataset, r.limits or "harness", task, why]
+            for r in rows for task, why in (r.clock_decided or {}).items()]
+    return header, body
+
+
 def _local_table(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
     header = ["Model", "Profile", "Quant", "Dataset", "base", "plus", "plus 95% CI",
-              "Reference", "Delta", "Gate", "No answer", "Truncated", "tok/s", "Build"]
+              "Reference", "Delta", "Gate", "No answer", "Truncated", "Clock-decided", "tok/s",
+              "Build"]
     body = [[r.name, r.profile, quant_label(r), r.dataset, fmt_pct(r.base_pass_at_1),
              fmt_pct(r.plus_pass_at_1), fmt_interval(r.plus_ci), fmt_ref(r),
              fmt_pp(r.delta_pp), gate_label(r), str(r.no_answer), str(r.truncated),
-             _num(r.tokens_per_s), str(r.build_info)] for r in rows]
+             str(len(r.clock_decided or {})), _num(r.tokens_per_s), str(r.build_info)]
+            for r in rows]
     return header, body
 
 
@@ -208,7 +223,7 @@ def comparison_table(rows: Sequence[Row], published: Sequence[Published],
 
 def _gate_table(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
     header = ["Profile", "Dataset", "Gate", "Reference (provenance)", "Baseline run",
-              "pass->fail", "fail->pass", "McNemar p"]
+              "pass->fail", "fail->pass", "McNemar p", "What changed"]
     body = []
     for r in rows:
         p = r.paired
@@ -217,8 +232,16 @@ def _gate_table(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
                      if r.reference is not None else f"not published ({r['provenance']})",
                      r.baseline_run or "none pinned",
                      _flips(p, "regressed"), _flips(p, "fixed"),
-                     f"{p['p_value']:.3g} (n={p['n_common']})" if p else "-"])
+                     f"{p['p_value']:.3g} (n={p['n_common']})" if p else "-",
+                     changed_text(r)])
     return header, body
+
+
+def changed_text(row: Row) -> str:
+    """The fingerprint inputs that differ from the baseline run's, in one line."""
+    if row.what_changed is None:
+        return "-" if not row.baseline_run else "not known (inputs not stored)"
+    return "; ".join(row.what_changed) or "nothing (same fingerprint inputs)"
 
 
 def _flips(paired: Mapping[str, Any] | None, key: str, limit: int = 12) -> str:

@@ -16,9 +16,15 @@ from plugin.report.html import summary_page
 from plugin.report.text import markdown_report
 
 
+# Version of summary.json's layout (docs/REPORTS.md): bumped when a key changes meaning or
+# goes away; new keys may appear without a bump. 1 had no "schema_version" key.
+SUMMARY_SCHEMA_VERSION = 2
+
+
 def summary_json(session: str, rows: Sequence[Row],
                  unscored: Sequence[Mapping[str, str]] = ()) -> str:
-    return json.dumps({"run_id": session, "results": [r.to_json() for r in sorted_rows(rows)],
+    return json.dumps({"schema_version": SUMMARY_SCHEMA_VERSION, "run_id": session,
+                       "results": [r.to_json() for r in sorted_rows(rows)],
                        "unscored": sorted(unscored, key=lambda u: (u["profile"], u["dataset"]))},
                       indent=1, sort_keys=True) + "\n"
 

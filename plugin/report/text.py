@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 
 from plugin.config.profile import Profile
@@ -10,7 +11,6 @@ from plugin.gate.record import Row, sorted_rows
 from plugin.gate.references import Published
 from plugin.gate.verdicts import STATUS_LABEL
 from plugin.report.html import (
-    COLUMNS,
     DATASET_TITLE,
     comparison_table,
     flips_text,
@@ -20,7 +20,6 @@ from plugin.report.html import (
     fmt_ref,
     gate_label,
     quant_label,
-    row_cells,
 )
 
 
@@ -30,12 +29,53 @@ def unscored_lines(unscored: Sequence[Mapping[str, str]]) -> list[str]:
             for u in sorted(unscored, key=lambda u: (u["profile"], u["dataset"]))]
 
 
-def terminal_lines(rows: Sequence[Row]) -> list[str]:
+TERMINAL_WIDTH = 120
+TERMINAL_COLUMNS = ("Profile", "Data", "Quant", "plus [95% CI]", "passed", "Reference",
+                    "Delta", "Gate", "NoAns", "Trunc", "tok/s")
+_SHORT_DATASET = {"humaneval": "HE+", "mbpp": "MBPP+"}
+_SHORT_GATE = {"pass": "pass", "fail_tolerance": "FAIL tol", "fail_drop": "FAIL drop",
+               "flagged_rise": "flagged", "no_baseline": "no base", "partial": "partial"}
+TERMINAL_LEGEND = ("tok/s: decode speed per request (llama.cpp timings; the progress lines "
+                   "show aggregate throughput); Reference (b): the pinned baseline; Gate "
+                   "and flips: README \"Gate\"")
+
+
+def _terminal_cells(r: Row) -> list[str]:
+    ci = f" [{r.plus_ci[0]:.1f},{r.plus_ci[1]:.1f}]" if r.plus_ci else ""
+    ref = "-" if r.reference is None else (
+        fmt_pct(r.reference) + (" (b)" if r.reference_file is None else ""))
+    return [r.profile, _SHORT_DATASET.get(str(r.dataset), str(r.dataset)), quant_label(r),
+            fmt_pct(r.plus_pass_at_1) + ci, f"{r.plus_passed}/{r.n_tasks}", ref,
+            fmt_pp(r.delta_pp), _SHORT_GATE.get(str(r.gate), str(r.gate)), str(r.no_answer),
+            str(r.truncated), "-" if r.tokens_per_s is None else f"{r.tokens_per_s:.0f}"]
+
+
+def terminal_lines(rows: Sequence[Row], width: int = TERMINAL_WIDTH) -> list[str]:
+    """The final table: at most ``width`` columns (long profile and quant names are cut
+    with "~"), then one line per row whose tasks flipped against the baseline."""
     rows = sorted_rows(rows)
-    widths = [max(len(COLUMNS[i]), *(len(row_cells(r)[i]) for r in rows))
-              for i in range(len(COLUMNS))]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return [fmt.format(*COLUMNS)] + [fmt.format(*row_cells(r)) for r in rows]
+    cells = [_terminal_cells(r) for r in rows]
+    widths = [max(len(TERMINAL_COLUMNS[i]), *(len(c[i]) for c in cells))
+              for i in range(len(TERMINAL_COLUMNS))]
+    excess = sum(widths) + 2 * (len(widths) - 1) - width
+    for column in (2, 0):  # quant, then profile
+        cut = min(max(0, excess), widths[column] - 8)
+        widths[column] -= cut
+        excess -= cut
+
+    def fit(values: Sequence[str]) -> str:
+        return "  ".join((v if len(v) <= w else v[:w - 1] + "~").ljust(w)
+                         for v, w in zip(values, widths, strict=True)).rstrip()
+
+    lines = [fit(TERMINAL_COLUMNS), *(fit(c) for c in cells)]
+    for r in rows:
+        paired = r.paired
+        if paired and (paired["b"] or paired["c"]):
+            lines += textwrap.wrap(f"{r.profile} ({r.dataset}): flips against the baseline: "
+                                   f"{paired['b']} down, {paired['c']} up, exact McNemar "
+                                   f"p={paired['p_value']:.2g}", width,
+                                   subsequent_indent="  ")
+    return lines + textwrap.wrap(TERMINAL_LEGEND, width)
 
 
 def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -46,14 +86,15 @@ def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 def _md_local(rows: Sequence[Row], dataset: str) -> list[str]:
     base_name, plus_name = DATASET_TITLE.get(dataset, (dataset, dataset + "+"))
-    body = [[r.name, quant_label(r), fmt_pct(r.base_pass_at_1), fmt_pct(r.plus_pass_at_1),
-             fmt_interval(r.plus_ci), fmt_ref(r), fmt_pp(r.delta_pp), gate_label(r)]
+    body = [[r.profile, r.name, quant_label(r), fmt_pct(r.base_pass_at_1),
+             fmt_pct(r.plus_pass_at_1), fmt_interval(r.plus_ci), fmt_ref(r),
+             fmt_pp(r.delta_pp), gate_label(r)]
             for r in rows if r.dataset == dataset]
     if not body:
         return []
     return [f"## Local {plus_name} Results (pass@1, greedy)",
-            _md_table(["Model", "Quant", base_name, plus_name, f"{plus_name} 95% CI",
-                       "Reference", "vs ref", "Gate"], body)]
+            _md_table(["Profile", "Model", "Quant", base_name, plus_name,
+                       f"{plus_name} 95% CI", "Reference", "vs ref", "Gate"], body)]
 
 
 def determinism_lines(rows: Sequence[Row]) -> list[str]:
@@ -76,11 +117,28 @@ def determinism_lines(rows: Sequence[Row]) -> list[str]:
     return lines
 
 
+def clock_lines(rows: Sequence[Row], limit: int = 10) -> list[str]:
+    """One line per row with verdicts the clock decided (timeouts, passes near their limit
+    or past the other limit policy's): machine-sensitive, a faster or slower CPU may
+    change them."""
+    lines = []
+    for r in sorted_rows(rows):
+        decided = r.clock_decided or {}
+        if not decided:
+            continue
+        shown = "; ".join(f"{t} ({why})" for t, why in list(decided.items())[:limit])
+        more = f"; and {len(decided) - limit} more" if len(decided) > limit else ""
+        lines.append(f"{r.profile} ({r.dataset}, limits {r.limits or 'harness'}): "
+                     f"{len(decided)} decided by the clock: {shown}{more}")
+    return lines
+
+
 def _md_gate(rows: Sequence[Row]) -> list[str]:
     lines = []
     for r in rows:
+        changed = f" What changed: {'; '.join(r.what_changed)}." if r.what_changed else ""
         lines.append(f"- **{r['profile']}** ({r['dataset']}): "
-                     f"{STATUS_LABEL.get(r['gate'], r['gate'])}. {r['gate_message']}")
+                     f"{STATUS_LABEL.get(r['gate'], r['gate'])}. {r['gate_message']}{changed}")
     return ["## Gate", "\n".join(lines)] if lines else []
 
 
@@ -104,6 +162,9 @@ def markdown_report(rows: Sequence[Row], published: Sequence[Published],
     parts += _md_gate(rows)
     if determinism := determinism_lines(rows):
         parts += ["## Determinism Check (no gate)", "\n".join(f"- {line}" for line in determinism)]
+    if clock := clock_lines(rows):
+        parts += ["## Verdicts Decided by the Clock (machine-sensitive)",
+                  "\n".join(f"- {line}" for line in clock)]
     sessions = sorted({str(r.session) for r in rows if r.session})
     if sessions:
         parts.append(f"Run {', '.join(sessions)}. Intervals: 95% Wilson; gate: README "

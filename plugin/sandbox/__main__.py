@@ -26,6 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     evaluate.add_argument("--min-time-limit", type=float, required=True)
     evaluate.add_argument("--gt-time-limit-factor", type=float, required=True)
+    evaluate.add_argument("--policy", default="harness", choices=["harness", "evalplus", "custom"])
+    evaluate.add_argument("--no-load-scaling", dest="load_scaling", action="store_false")
+    evaluate.add_argument("--memory-budget", type=int, default=4 << 30,
+                          help="bytes of address space per test process above its own")
     return parser
 
 
@@ -42,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         from . import evaluate
 
         settings = evaluate.Settings(args.oracle, args.solutions, args.workers,
-                                     args.min_time_limit, args.gt_time_limit_factor)
+                                     args.min_time_limit, args.gt_time_limit_factor,
+                                     policy=args.policy, load_scaling=args.load_scaling,
+                                     memory_budget=args.memory_budget)
         return evaluate.run(settings)
     except Exception as exc:
         runtime.emit("fatal", error=f"{type(exc).__name__}: {exc}")

@@ -105,24 +105,39 @@ def patch_find_zero(module: types.ModuleType) -> str:
 
 
 class EvalplusOsView:
-    """What ``evalplus.eval`` sees as ``os``: the real module, except that
-    ``EVALPLUS_TIMEOUT_PER_TASK`` is a number.
+    """What ``evalplus.eval`` sees as ``os``: the real module, except for two lookups.
 
-    untrusted_check computes ``min(os.getenv("EVALPLUS_TIMEOUT_PER_TASK", 60), ...)``; the
-    real environment can only hold a string (which makes that ``min`` raise TypeError), so
-    this is the one way to set the per-task cap without copying untrusted_check.
+    * ``EVALPLUS_TIMEOUT_PER_TASK`` is a number. untrusted_check computes
+      ``min(os.getenv("EVALPLUS_TIMEOUT_PER_TASK", 60), ...)``; the real environment can
+      only hold a string (which makes that ``min`` raise TypeError), so this is the one way
+      to set the per-task cap without copying untrusted_check.
+    * ``EVALPLUS_MAX_MEMORY_BYTES`` is the test process's own address space plus
+      ``memory_budget``. query_maximum_memory_bytes() reads it in the forked test process,
+      just before reliability_guard() turns it into RLIMIT_AS: the limit no longer depends
+      on what the worker held when it forked (evalplus 0.3.1: 4 GiB in total, so a worker
+      fat with ground truth fails answers that need memory; docs/EVALUATION.md).
     """
 
-    def __init__(self, task_timeout: float = 60.0) -> None:
+    def __init__(self, task_timeout: float = 60.0, memory_budget: int | None = None) -> None:
         self.task_timeout = task_timeout
+        self.memory_budget = memory_budget
 
     def getenv(self, key: str, default: Any = None) -> Any:
         if key == "EVALPLUS_TIMEOUT_PER_TASK":
             return self.task_timeout
+        if key == "EVALPLUS_MAX_MEMORY_BYTES" and self.memory_budget is not None:
+            return str(address_space_bytes() + self.memory_budget)
         return os.getenv(key, default)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(os, name)
+
+
+def address_space_bytes() -> int:
+    """This process's virtual memory size (what RLIMIT_AS limits), from /proc."""
+    with open("/proc/self/statm", encoding="ascii") as handle:
+        pages = int(handle.read().split()[0])
+    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
 def load_checker() -> types.ModuleType:

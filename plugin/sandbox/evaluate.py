@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import compat, hardening, pool, protocol, runtime
+from .clock import Clock
 from .pool import Outcome, WorkerPool
 
 # A job is two untrusted_check calls, each bounded by its task timeout + 2 s; plus this.
@@ -32,12 +33,23 @@ SCRATCH_BYTES_DISRUPTIVE = 64 << 20
 
 class Settings:
     def __init__(self, oracle_dir: str, solutions_path: str, workers: int,
-                 min_time_limit: float, factor: float) -> None:
+                 min_time_limit: float, factor: float, *, policy: str = protocol.HARNESS,
+                 load_scaling: bool = True,
+                 memory_budget: int = protocol.MEMORY_BUDGET_BYTES) -> None:
         self.oracle_dir = oracle_dir
         self.solutions_path = solutions_path
         self.workers = workers
         self.min_time_limit = min_time_limit
         self.factor = factor
+        self.policy = policy
+        self.load_scaling = load_scaling
+        self.memory_budget = memory_budget
+
+    def other_policy(self, scale: float) -> tuple[str, float, float]:
+        """(name, min_time_limit, factor) of the policy verdicts are compared with."""
+        name = protocol.HARNESS if self.policy == protocol.EVALPLUS else protocol.EVALPLUS
+        minimum, factor, scaling = protocol.POLICIES[name]
+        return name, minimum, factor * (scale if scaling else 1.0)
 
 
 def run(settings: Settings) -> int:
@@ -50,16 +62,19 @@ def run(settings: Settings) -> int:
         runtime.emit("fatal", error=f"solutions for tasks not in the oracle: {unknown[:5]}")
         return 2
     probe = runtime.calibration_probe()
-    scale = min(protocol.MAX_LOAD_SCALE, max(1.0, probe / float(manifest["probe_s"])))
+    measured = min(protocol.MAX_LOAD_SCALE, max(1.0, probe / float(manifest["probe_s"])))
+    scale = measured if settings.load_scaling else 1.0
     factor = settings.factor * scale
     checker = _prepare_checker()
     runtime.emit("hello", mode="evaluate", dataset=dataset, solutions=len(solutions),
                  workers=settings.workers, min_time_limit=settings.min_time_limit,
                  gt_time_limit_factor=factor, load_scale=scale, probe_s=probe,
+                 policy=settings.policy, memory_budget=settings.memory_budget,
                  oracle_probe_s=manifest["probe_s"], **runtime.describe_runtime())
-    judge = _make_judge(settings, dataset, by_task, solutions, checker, factor)
+    judge = _make_judge(settings, dataset, by_task, solutions, checker, factor, measured)
     costs = [_cost(by_task[s["task_id"]]) for s in solutions]
-    deadlines = [_job_deadline(by_task[s["task_id"]], factor) for s in solutions]
+    raise_cap = settings.policy != protocol.EVALPLUS
+    deadlines = [_job_deadline(by_task[s["task_id"]], factor, raise_cap) for s in solutions]
     return _schedule(settings.workers, judge, solutions, costs, deadlines)
 
 
@@ -87,16 +102,19 @@ def _prepare_checker() -> Any:
     return checker
 
 
-def task_timeout(ref_time: list[float], factor: float) -> float:
+def task_timeout(ref_time: list[float], factor: float, raise_cap: bool = True) -> float:
     """EvalPlus's 60 s cap per untrusted_check, raised to factor x the reference total when
-    the reference solution alone needs more than 1/factor of it (e.g. MBPP+ 599)."""
+    the reference solution alone needs more than 1/factor of it (e.g. MBPP+ 599); under
+    the evalplus policy (``raise_cap`` False) the cap stays 60 s, as in evalplus 0.3.1."""
+    if not raise_cap:
+        return protocol.EVALPLUS_TASK_TIMEOUT
     return max(protocol.EVALPLUS_TASK_TIMEOUT, factor * sum(ref_time))
 
 
-def _job_deadline(meta: dict[str, Any], factor: float) -> float:
+def _job_deadline(meta: dict[str, Any], factor: float, raise_cap: bool) -> float:
     """Generous bound on one job (base + plus checks); past it the worker is killed."""
-    base = task_timeout([float(meta["base_time_sum"])], factor)
-    plus = task_timeout([float(meta["plus_time_sum"])], factor)
+    base = task_timeout([float(meta["base_time_sum"])], factor, raise_cap)
+    plus = task_timeout([float(meta["plus_time_sum"])], factor, raise_cap)
     return base + plus + 2 * 3.0 + JOB_SLACK_S
 
 
@@ -106,17 +124,24 @@ def _cost(meta: dict[str, Any]) -> float:
 
 
 def _make_judge(settings: Settings, dataset: str, by_task: dict[str, Any],
-                solutions: list[dict[str, Any]], checker: Any,
-                factor: float) -> Callable[[int], dict[str, Any]]:
+                solutions: list[dict[str, Any]], checker: Any, factor: float,
+                measured_scale: float) -> Callable[[int], dict[str, Any]]:
     serialize = compat.mbpp_codecs()[1] if dataset == "mbpp" else None
     tasks_dir = os.path.join(settings.oracle_dir, protocol.TASKS_DIRNAME)
+    raise_cap = settings.policy != protocol.EVALPLUS
+    other_name, other_min, other_factor = settings.other_policy(measured_scale)
 
-    os_view = compat.EvalplusOsView()
-    checker.os = os_view  # the per-task cap, see compat.EvalplusOsView
+    # the per-task cap and the memory budget, see compat.EvalplusOsView
+    os_view = compat.EvalplusOsView(memory_budget=settings.memory_budget)
+    checker.os = os_view
+    clock = Clock()
+    checker.time_limit = clock.wrap(checker.time_limit)
 
-    def check(code: str, data: dict[str, Any], part: str) -> tuple[str, list[Any], bool]:
+    def check(code: str, data: dict[str, Any], part: str) -> tuple[str, list[Any], bool,
+                                                                    str | None]:
         inputs, ref_time = data[f"{part}_input"], data[f"{part}_time"]
-        os_view.task_timeout = task_timeout(ref_time, factor)
+        os_view.task_timeout = task_timeout(ref_time, factor, raise_cap)
+        clock.arm([max(other_min, other_factor * t) for t in ref_time])
         started = time.perf_counter()
         status, details = checker.untrusted_check(
             dataset, code, inputs, data["entry_point"], expected=data[part],
@@ -132,7 +157,8 @@ def _make_judge(settings: Settings, dataset: str, by_task: dict[str, Any],
                 settings.min_time_limit, factor * ref_time[len(details) - 1]))
         if serialize is not None:
             failed = serialize(data["task_id"], failed)
-        return str(status), failed, suspect
+        return str(status), failed, suspect, clock_note(status, suspect, *clock.read(),
+                                                          other_name)
 
     def judge(index: int) -> dict[str, Any]:
         solution = solutions[index]
@@ -141,9 +167,11 @@ def _make_judge(settings: Settings, dataset: str, by_task: dict[str, Any],
             data = pickle.load(handle)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        base_status, base_failed, base_suspect = check(solution["solution"], data, "base")
+        base_status, base_failed, base_suspect, base_clock = check(solution["solution"],
+                                                                   data, "base")
         strays = hardening.kill_descendants()
-        plus_status, plus_failed, plus_suspect = check(solution["solution"], data, "plus")
+        plus_status, plus_failed, plus_suspect, plus_clock = check(solution["solution"],
+                                                                   data, "plus")
         strays += hardening.kill_descendants()
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -155,9 +183,30 @@ def _make_judge(settings: Settings, dataset: str, by_task: dict[str, Any],
             "base_fail_tests": base_failed, "plus_fail_tests": plus_failed,
             "wall_s": wall, "cpu_s": cpu, "strays": strays, "tmp_bytes": tmp_bytes,
             "tampered": tampered, "clock_suspect": base_suspect or plus_suspect,
+            "clock": "; ".join(f"{part}: {note}" for part, note in
+                               (("base", base_clock), ("plus", plus_clock)) if note) or None,
         }
 
     return judge
+
+
+def clock_note(status: str, suspect: bool, ratio: float, other_ratio: float,
+                other: str) -> str | None:
+    """Why a check's verdict was decided by the clock, or None: it timed out, failed at
+    its limit, or passed using more than NEAR_LIMIT of a limit or more than the other
+    policy's limit (the verdict would change under it)."""
+    if status == protocol.TIMEOUT:
+        return "timed out"
+    if suspect:
+        return "failed at its time limit"
+    if status != protocol.PASS:
+        return None
+    if other_ratio > 1.0:
+        return (f"passed using {ratio:.0%} of its limit; it would time out under the "
+                f"{other} limits ({other_ratio:.0%} of theirs)")
+    if ratio > protocol.NEAR_LIMIT:
+        return f"passed using {ratio:.0%} of its time limit"
+    return None
 
 
 def _schedule(workers: int, judge: Callable[[int], dict[str, Any]],
@@ -266,7 +315,7 @@ class _Referee:
         runtime.emit("verdict", key=solution["key"], task_id=solution["task_id"],
                      base_status=protocol.FAIL, plus_status=protocol.FAIL,
                      base_fail_tests=[], plus_fail_tests=[], wall_s=0.0, cpu_s=0.0,
-                     strays=0, quarantined=True, error=reason)
+                     strays=0, quarantined=True, error=reason, clock=None)
 
 
 def _load_json(path: str) -> dict[str, Any]:

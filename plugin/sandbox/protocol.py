@@ -12,6 +12,20 @@ EVALPLUS_VERSION = "0.3.1"
 # 1.0 s / 4.0; its master uses 4.0 s / 4.0. See docs/EVALUATION.md ("Time limits").
 DEFAULT_MIN_TIME_LIMIT = 4.0
 DEFAULT_GT_TIME_LIMIT_FACTOR = 4.0
+# Limit policies (--limits): (min_time_limit, gt_time_limit_factor, scale by load).
+# "harness": the defaults above, the factor scaled by measured load (below).
+# "evalplus": evalplus 0.3.1's own rules: 1.0 s minimum, factor 4.0, no load scaling.
+HARNESS = "harness"
+EVALPLUS = "evalplus"
+POLICIES = {HARNESS: (DEFAULT_MIN_TIME_LIMIT, DEFAULT_GT_TIME_LIMIT_FACTOR, True),
+            EVALPLUS: (1.0, 4.0, False)}
+# Memory per test process, in both policies: this much address space on top of what the
+# process holds when it starts (evalplus 0.3.1: 4 GiB in total, including whatever its
+# worker holds, which is how a worker fat with ground truth fails answers that need memory).
+MEMORY_BUDGET_BYTES = 4 << 30
+# A passing test that used more than this share of its time limit was decided near the
+# clock: a machine half as fast would have timed it out.
+NEAR_LIMIT = 0.5
 # EvalPlus caps the time of one untrusted_check call (all base or all plus tests of a task)
 # at 60 s. The harness keeps that cap unless the reference solution itself needs more than
 # 1/GT_TIME_LIMIT_FACTOR of it; then the cap is GT_TIME_LIMIT_FACTOR * its total time.
