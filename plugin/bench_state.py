@@ -4,6 +4,7 @@ summary, REPORT.md and summary.json at the end) and short errors."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -48,6 +49,7 @@ class BenchState:
         self.selected: int | None = None  # benchmark tests left after -k (None: not known)
         #: id of an error shown in full -> (the error, kept alive; the test that showed it)
         self.shown_errors: dict[int, tuple[BaseException, str]] = {}
+        self.extras_shown: dict[str, str] = {}  # run id -> the test that shows its detail
         self.started = _utc_now()
 
     @property
@@ -100,13 +102,20 @@ class BenchState:
             if unscored is not None:
                 report.user_properties.append((UNSCORED_PROPERTY, json.dumps(unscored)))
         row = _row_of(report)
-        if row and report.when == "call":
+        if row and report.when == "call" and row.run_id in self.extras_shown:
+            from pytest_html import extras  # each profile x dataset's detail appears once
+
+            report.extras = [*getattr(report, "extras", []), extras.html(
+                '<div class="bench-extra"><p>Gate detail, flipped tasks and server log: '
+                f"see {html.escape(self.extras_shown[row.run_id])}</p></div>")]
+        elif row and report.when == "call":
             from pytest_html import extras
 
-            from plugin.gate import history
+            from plugin.gate import history, programs
 
+            self.extras_shown[row.run_id] = item.nodeid
             with history.opened(self.history_path) as conn:
-                flipped = history.flipped_tasks(conn, row.run_id)
+                flipped = programs.flip_details(conn, row.run_id, row.baseline_run)
             log = server_log_path(self.reports_dir, row.profile, self.run_id)
             tail = "\n".join(log.read_text(encoding="utf-8", errors="replace")
                              .splitlines()[-30:]) if log.exists() else ""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from plugin.gate import history
+from plugin.gate import history, programs
 from plugin.gate.assess import assess
 from plugin.gate.history import Session
 from plugin.gate.references import Reference, load_references
@@ -26,15 +28,16 @@ PUBLISHED = load_references(ROOT / "reference-scores.json").published
 
 
 def _result(tmp_path: Path, passing: set[int], n: int = 20, profile: str = "bench-x",
-            fingerprint: str = "fp-a") -> BenchResult:
+            fingerprint: str = "fp-a", variant: str = "") -> BenchResult:
     """A BenchResult with its per-task facts, as the runner returns it."""
     out = tmp_path / profile / "humaneval"
     verdicts = {f"HumanEval/{i}": {"base": "pass" if i in passing else "fail",
                                    "plus": "pass" if i in passing else "fail"}
                 for i in range(n)}
     tasks = {t: TaskFacts(t, v["base"], v["plus"], answer="```python\n...```",
-                          solution=f"def f{t[-1]}():\n    return {t[-1]}",
-                          finish_reason="stop", completion_tokens=20, reasoning_tokens=0,
+                          solution=f"def f{t[-1]}():\n    return {t[-1]}{variant}",
+                          finish_reason="length" if variant else "stop",
+                          completion_tokens=20 + len(variant), reasoning_tokens=0,
                           wall_s=0.5,
                           first_failing_input=None if v["base"] == "pass" else [1, 2])
              for t, v in verdicts.items()}
@@ -95,7 +98,7 @@ def test_first_run_pins_then_unchanged_passes_then_flips_fail(tmp_path: Path) ->
     assert row["paired"]["regressed"] == [f"HumanEval/{i}" for i in (10, 11, 12, 13, 15, 16,
                                                                       17, 18)]
     with history.opened(db) as conn:
-        flipped = history.flipped_tasks(conn, row["run_id"])
+        flipped = programs.flip_details(conn, row["run_id"], row["baseline_run"])
         assert {f["task_id"] for f in flipped} == set(row["paired"]["regressed"])
         assert all(f["solution"].startswith("def f") and f["fail_input"] == "[1, 2]"
                    for f in flipped)
@@ -163,7 +166,7 @@ def test_rebuild_reproduces_the_run_outputs(tmp_path: Path) -> None:
 def test_html_cells_summary_and_extras(tmp_path: Path) -> None:
     db = tmp_path / "h.sqlite"
     _assess(db, tmp_path, "s1", ALL_BUT_4, pin=True, ref=80.0)
-    row, _ = _assess(db, tmp_path, "s2", set(range(8)), ref=80.0)
+    row, _ = _assess(db, tmp_path, "s2", set(range(8)), ref=80.0, variant=" + 0")
     cells = ["<td>result</td>", "<td>id</td>", "<td>duration</td>"]
     table_row(row, cells)
     assert len(cells) == 3 + len(COLUMNS)
@@ -179,12 +182,21 @@ def test_html_cells_summary_and_extras(tmp_path: Path) -> None:
     for anchor in ("bench-local", "bench-comparison", "bench-gate", "bench-plot-pass",
                    "bench-plot-trend", "bench-plot-throughput"):
         assert f'id="{anchor}"' in sections
+    # the gate first, then local results, then the published scores; verdicts coloured
+    order = [sections.index(f'id="{a}"') for a in ("bench-gate", "bench-local",
+                                                    "bench-comparison", "bench-plots")]
+    assert order == sorted(order)
+    assert '<td class="verdict-fail">FAIL (tolerance)</td>' in sections
+    assert "models without a published score</summary>" in sections
     with history.opened(db) as conn:
-        flipped = history.flipped_tasks(conn, row["run_id"])
+        flipped = programs.flip_details(conn, row["run_id"], row["baseline_run"])
     extras = report_html.test_extras_html(row, flipped, "srv: line 1\nsrv: <done>")
     assert "FAIL (tolerance)" in extras[0]
     assert "HumanEval/10" in extras[1]
     assert "first failing input" in extras[1]
+    # both finish reasons and token counts, and the program's diff against the baseline
+    assert "stop, 20 tokens -&gt; length, 24 tokens" in extras[1]
+    assert "-    return 0\n+    return 0 + 0" in html.unescape(extras[1])
     assert "srv: &lt;done&gt;" in extras[2]
 
 
@@ -247,3 +259,28 @@ def test_terminal_table_fits_120_columns_and_lists_flips(tmp_path: Path) -> None
     assert any("flips against the baseline: 9 down, 1 up, exact McNemar p=0.021" in line
                for line in lines)
     assert any("decode speed per request" in line for line in lines)
+
+
+def test_plots_zoom_colour_failures_and_count_reused_runs_once(tmp_path: Path) -> None:
+    from plugin.report import plots
+
+    db = tmp_path / "h.sqlite"
+    _assess(db, tmp_path, "s1", ALL_BUT_4, pin=True)
+    failing, _ = _assess(db, tmp_path, "s2", set(range(8)))
+    assert failing.gate == "fail_tolerance"
+    svg = plots.pass_at_1_svg([failing])
+    assert "#c00000" in svg and "failing gate" in svg  # noqa: PT018 - one fact: red and named
+    assert plots.zoomed([40.0, 80.0]) == (35.0, 85.0)
+    assert plots.zoomed([0.0, 0.0]) == (0.0, 10.0)
+    assert plots.zoomed([100.0]) == (90.0, 100.0)
+    same = {"fingerprint": "a", "plus_passed": 16, "n_tasks": 20, "plus_pass_at_1": 80.0}
+    points = [{**same, "pinned": True}, {**same, "pinned": False},
+              {**same, "fingerprint": "b", "plus_passed": 8, "plus_pass_at_1": 40.0}]
+    kept = plots.distinct_runs(points)
+    assert [p["fingerprint"] for p in kept] == ["a", "b"]
+    assert kept[0]["pinned"] is True
+    # one run: the x axis spans one tick around it, not 0.945 to 1.050
+    one = plots.trend_svg({"bench-x (humaneval)": [same]})
+    ticks = re.findall(r"<text[^>]*>([^<]*)</text>", one)
+    assert ticks[0] == "1"
+    assert ticks[1].startswith("run (oldest first")

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from plugin.gate import history
+from plugin.gate import history, programs
 from plugin.gate.changes import what_changed
 from plugin.gate.record import Row, RunInfo, result_row
 from plugin.gate.references import Reference
@@ -112,6 +112,7 @@ def assess(db_path: Path, session: history.Session, result: BenchResult,
         row = result_row(result, reference, outcome, info, changed)
         history.record_run(conn, _run_record(result, row, info, _started(recorded, result)),
                            task_records(result, outcome))
+        programs.record(conn, info.run_id, {t: f.solution for t, f in result.tasks.items()})
         if pin:
             history.pin_baseline(conn, info.run_id, pinned_by=session.session,
                                  pinned_at=recorded)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from plugin.gate import programs
 from plugin.gate.record import Row
 from plugin.gate.references import Baseline
 from plugin.gate.stats import task_sort_key
@@ -85,7 +86,7 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
     with transaction(conn):
-        for statement in SCHEMA:
+        for statement in (*SCHEMA, *programs.SCHEMA):
             conn.execute(statement)
         conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                      (str(SCHEMA_VERSION),))
@@ -294,6 +295,7 @@ class TrendPoint:
     gate: str
     tokens_per_s: float | None
     pinned: bool
+    fingerprint: str = ""
 
 
 def trend(conn: sqlite3.Connection, up_to: str | None = None,
@@ -311,7 +313,8 @@ def trend(conn: sqlite3.Connection, up_to: str | None = None,
             run_id=r["id"], session=r["session"], started=r["started"], machine=r["machine"],
             plus_passed=r["plus_passed"], n_tasks=r["n_tasks"],
             plus_pass_at_1=r["plus_pass_at_1"], partial=bool(r["partial"]), gate=r["gate"],
-            tokens_per_s=stats.get("gen_tokens_per_s"), pinned=bool(r["pinned"])))
+            tokens_per_s=stats.get("gen_tokens_per_s"), pinned=bool(r["pinned"]),
+            fingerprint=r["fingerprint"]))
     return out
 
 
@@ -319,12 +322,6 @@ def session_end(conn: sqlite3.Connection, session: str) -> str | None:
     row = conn.execute("SELECT MAX(recorded) AS m FROM runs WHERE session = ?",
                        (session,)).fetchone()
     return None if row is None else row["m"]
-
-
-def flipped_tasks(conn: sqlite3.Connection, run_id: str) -> list[dict[str, Any]]:
-    rows = conn.execute("SELECT task_id, base, plus, flip, solution, fail_input FROM tasks "
-                        "WHERE run_id = ? AND flip IS NOT NULL", (run_id,))
-    return [dict(r) for r in rows]
 
 
 # ------------------------------------------------------------------------ merging
@@ -349,6 +346,7 @@ def merge(dest: sqlite3.Connection, source: Path) -> int:
             for r in src.execute("SELECT * FROM tasks"):
                 dest.execute("INSERT OR IGNORE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
                              "?, ?)", tuple(r))
+            programs.merge(dest, src)
             for r in src.execute("SELECT * FROM baselines ORDER BY id"):
                 seen = dest.execute("SELECT 1 FROM baselines WHERE run_id = ? AND pinned_at = ?",
                                     (r["run_id"], r["pinned_at"])).fetchone()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import html
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -84,18 +85,39 @@ def table_row(row: Row | None, cells: list[str]) -> None:
                   f"{html.escape(v)}</td>" for i, v in enumerate(values)]
 
 
+def verdict_class(label: str) -> str:
+    """CSS class of a gate label: the colour a reviewer reads first."""
+    if label.startswith("FAIL"):
+        return "verdict-fail"
+    if "flagged" in label:
+        return "verdict-flagged"
+    if label.startswith("pass"):
+        return "verdict-pass"
+    return "verdict-other"
+
+
+def _cell(header: str, value: str) -> str:
+    css = f' class="{verdict_class(value)}"' if header == "Gate" else ""
+    return f"<td{css}>{html.escape(value)}</td>"
+
+
 def _html_table(header: Sequence[str], rows: Iterable[Sequence[str]],
                 css: str = "bench-summary") -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                   for r in rows)
+    body = "".join("<tr>" + "".join(_cell(h, c) for h, c in zip(header, r, strict=True))
+                   + "</tr>" for r in rows)
     return (f'<table class="{css}" border="1" cellpadding="4">'
             f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
 STYLE = """<style>
 .bench-summary { border-collapse: collapse; margin: 6px 0 14px; font-size: 13px; }
-.bench-summary th { background: #eee; }
+.bench-summary th { background: #e4e4e4; color: #111; }
+.bench-summary td { color: #111; }
+.bench-summary td.verdict-fail { background: #fdd; color: #a00; font-weight: bold; }
+.bench-summary td.verdict-flagged { background: #ffe8c4; color: #8a4b00; font-weight: bold; }
+.bench-summary td.verdict-pass { background: #dfd; color: #060; font-weight: bold; }
+.bench-published summary { cursor: pointer; color: #333; }
 .bench-plots figure { display: inline-block; margin: 6px; vertical-align: top; }
 .bench-plots svg { max-width: 760px; height: auto; }
 .bench-extra { max-width: 1200px; }
@@ -141,16 +163,15 @@ def summary_sections(rows: Sequence[Row], published: Sequence[Published],
     sections = [
         STYLE,
         *_unscored_html(unscored),
-        '<h2 id="bench-local">Local results (pass@1, greedy)</h2>',
-        _html_table(local_header, local_body),
-        '<h2 id="bench-comparison">Comparison with published scores</h2>',
-        _html_table(comp_header, comp_body),
         '<h2 id="bench-gate">Gate</h2>',
         _html_table(gate_header, gate_body),
         "<p>Gate (README \"Gate\"): fails when plus pass@1 &lt; reference - tolerance, or "
         "when the exact McNemar test on the tasks that flipped against the pinned baseline "
         "shows a significant drop; a rise beyond the tolerance passes with a flag. "
-        "Intervals: 95% Wilson. 'not published' = no published score found.</p>",
+        "Intervals: 95% Wilson. What changed: the fingerprint inputs that differ from the "
+        "baseline run's.</p>",
+        '<h2 id="bench-local">Local results (pass@1, greedy)</h2>',
+        _html_table(local_header, local_body),
     ]
     if any(r.determinism for r in rows):
         sections += ['<h2 id="bench-determinism">Determinism check (no gate)</h2>',
@@ -161,6 +182,7 @@ def summary_sections(rows: Sequence[Row], published: Sequence[Published],
                      "<p>Timeouts, and passes that used more than half of their time limit "
                      "or more than the other limit policy allows (--bench-limits): a faster "
                      "or slower CPU may change them (docs/EVALUATION.md).</p>"]
+    sections += _published_html(comp_header, comp_body)
     if trend is not None:
         sections += ['<h2 id="bench-plots">Plots</h2>', plots_html(rows, trend)]
     return sections
@@ -169,6 +191,19 @@ def summary_sections(rows: Sequence[Row], published: Sequence[Published],
 def flips_text(flips: Sequence[Mapping[str, Any]], limit: int = 20) -> str:
     """The determinism check's flipped verdicts: "HumanEval/2 pass->fail, ..."."""
     return ", ".join(f"{f['task']} {f['first']}->{f['slots']}" for f in flips[:limit])
+
+
+def _published_html(header: list[str], body: list[list[str]]) -> list[str]:
+    """Rows with a number first; models without any published score collapsed."""
+    known = [r for r in body if any(c != "not published" for c in r[1:-1])]
+    unknown = [r for r in body if r not in known]
+    parts = ['<h2 id="bench-comparison">Comparison with published scores</h2>',
+             _html_table(header, known)]
+    if unknown:
+        parts.append(f'<details class="bench-published"><summary>{len(unknown)} models '
+                     "without a published score</summary>"
+                     f"{_html_table(header, unknown)}</details>")
+    return parts
 
 
 def _determinism_table(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
@@ -222,18 +257,20 @@ def comparison_table(rows: Sequence[Row], published: Sequence[Published],
 
 
 def _gate_table(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
-    header = ["Profile", "Dataset", "Gate", "Reference (provenance)", "Baseline run",
-              "pass->fail", "fail->pass", "McNemar p", "What changed"]
+    header = ["Profile", "Dataset", "Gate", "plus pass@1 [95% CI]", "Delta",
+              "Reference (provenance)", "pass->fail", "fail->pass", "McNemar p",
+              "What changed", "Baseline run"]
     body = []
     for r in rows:
         p = r.paired
         body.append([r.profile, r.dataset, STATUS_LABEL.get(r.gate, r.gate),
-                     f"{fmt_ref(r)} +/- {r['tolerance_pp']:.1f} pp ({r['provenance']})"
+                     f"{fmt_pct(r.plus_pass_at_1)} {fmt_interval(r.plus_ci)} "
+                     f"({r.plus_passed}/{r.n_tasks})", fmt_pp(r.delta_pp),
+                     f"{fmt_ref(r)} - {r['tolerance_pp']:.1f} pp ({r['provenance']})"
                      if r.reference is not None else f"not published ({r['provenance']})",
-                     r.baseline_run or "none pinned",
                      _flips(p, "regressed"), _flips(p, "fixed"),
                      f"{p['p_value']:.3g} (n={p['n_common']})" if p else "-",
-                     changed_text(r)])
+                     changed_text(r), r.baseline_run or "none pinned"])
     return header, body
 
 
@@ -260,27 +297,53 @@ def test_extras_html(row: Row, flipped: Sequence[Mapping[str, Any]],
              f"<p>run {html.escape(str(row.get('run_id')))}, fingerprint "
              f"{html.escape(str(row['fingerprint']))}</p></div>"]
     if flipped:
-        parts.append(_flips_html(flipped))
+        parts.append(_flips_html(flipped, row.clock_decided or {}))
     if log_tail:
         parts.append(f'<div class="bench-extra bench-log"><h4>llama-server log (tail)</h4>'
                      f"<pre>{html.escape(log_tail)}</pre></div>")
     return parts
 
 
-def _flips_html(flipped: Sequence[Mapping[str, Any]]) -> str:
+def _finish(reason: Any, tokens: Any) -> str:
+    return f"{reason or '?'}, {tokens if tokens is not None else '?'} tokens"
+
+
+def program_diff(before: str | None, after: str | None) -> str:
+    """A unified diff of the baseline program against the current one."""
+    if before is None:
+        return "(the baseline's program was not stored)\n" + (after or "")
+    if before == after:
+        return "(the same program: the verdict changed, not the code)\n" + (after or "")
+    def lines(text: str) -> list[str]:
+        return (text if text.endswith("\n") else text + "\n").splitlines(keepends=True)
+
+    return "".join(difflib.unified_diff(lines(before), lines(after or ""), "baseline",
+                                        "now")) or (after or "")
+
+
+def _flip_row(f: Mapping[str, Any], clock: Mapping[str, str]) -> str:
+    finish = (f"{_finish(f.get('baseline_finish_reason'), f.get('baseline_completion_tokens'))}"
+              f" -> {_finish(f.get('finish_reason'), f.get('completion_tokens'))}")
+    diff = program_diff(f.get("baseline_program"), f.get("program") or f.get("solution"))
+    cells = [f["task_id"], f["flip"], finish]
+    return ("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells)
+            + f"<td><pre>{html.escape(f.get('fail_input') or '-')}</pre></td>"
+            + f"<td>{html.escape(clock.get(f['task_id'], 'no'))}</td>"
+            + f"<td><pre>{html.escape(diff)}</pre></td></tr>")
+
+
+def _flips_html(flipped: Sequence[Mapping[str, Any]], clock: Mapping[str, str]) -> str:
     ordered = sorted(flipped, key=lambda f: (f["flip"] != "pass->fail",
                                              task_sort_key(f["task_id"])))
-    rows = "".join(
-        f"<tr><td>{html.escape(f['task_id'])}</td><td>{html.escape(f['flip'])}</td>"
-        f"<td><pre>{html.escape(f.get('solution') or '')}</pre></td>"
-        f"<td><pre>{html.escape(f.get('fail_input') or '-')}</pre></td></tr>"
-        for f in ordered[:FLIP_DETAIL_LIMIT])
+    rows = "".join(_flip_row(f, clock) for f in ordered[:FLIP_DETAIL_LIMIT])
     more = (f"<p>... and {len(ordered) - FLIP_DETAIL_LIMIT} more (history database, "
             f"table tasks)</p>" if len(ordered) > FLIP_DETAIL_LIMIT else "")
     return (f'<div class="bench-extra bench-flips"><h4>Tasks that flipped against the '
             f"baseline ({len(ordered)})</h4><table class=\"bench-summary\" border=\"1\">"
-            "<thead><tr><th>task</th><th>flip</th><th>code now</th><th>first failing input"
-            f"</th></tr></thead><tbody>{rows}</tbody></table>{more}</div>")
+            "<thead><tr><th>task</th><th>flip</th><th>finish, tokens: baseline -&gt; now</th>"
+            "<th>first failing input</th><th>decided by the clock</th><th>program: diff of "
+            f"the baseline's against the current</th></tr></thead><tbody>{rows}</tbody>"
+            f"</table>{more}</div>")
 
 
 def summary_page(rows: Sequence[Row], published: Sequence[Published],

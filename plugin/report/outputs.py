@@ -15,7 +15,6 @@ from plugin.gate.references import Published, published_from_json
 from plugin.report.html import summary_page
 from plugin.report.text import markdown_report
 
-
 # Version of summary.json's layout (docs/REPORTS.md): bumped when a key changes meaning or
 # goes away; new keys may appear without a bump. 1 had no "schema_version" key.
 SUMMARY_SCHEMA_VERSION = 2
@@ -32,7 +31,8 @@ def summary_json(session: str, rows: Sequence[Row],
 def trend_for_plot(trend: Mapping[tuple[str, str], Sequence[history.TrendPoint]],
                    ) -> dict[str, list[dict[str, Any]]]:
     return {f"{p} ({d})": [{"plus_pass_at_1": t.plus_pass_at_1, "plus_passed": t.plus_passed,
-                            "n_tasks": t.n_tasks, "pinned": t.pinned} for t in points]
+                            "n_tasks": t.n_tasks, "pinned": t.pinned,
+                            "fingerprint": t.fingerprint} for t in points]
             for (p, d), points in trend.items()}
 
 
