@@ -33,7 +33,13 @@ from plugin.evaluation.plan import Limits
 from plugin.evaluation.results import EvalResult, TaskVerdict
 from plugin.generation.client import Progress, Retry, generate
 from plugin.generation.extract import extract_code, extract_completion
-from plugin.generation.fingerprint import file_sha256, fingerprint, model_identity, text_sha256
+from plugin.generation.fingerprint import (
+    file_sha256,
+    fingerprint,
+    model_identity,
+    text_sha256,
+    unhashed_bytes,
+)
 from plugin.generation.request import COMPLETION, PromptMode, Sampling
 from plugin.generation.store import Completion, CompletionStore, summarize
 from plugin.server.lazy import LazyServer
@@ -225,6 +231,11 @@ def run_benchmark(profile: Profile, server: LazyServer, dataset: Dataset, out_di
     out_dir.mkdir(parents=True, exist_ok=True)
     data = _subset(dataset, profile.tasks, options.limit)
     sampling = sampling_for(profile)
+    note = options.on_note or (lambda _line: None)
+    tag = f"[{profile.name}] {data.name}:"
+    if not profile.base_url and (size := _unhashed(profile)) > 1 << 30:
+        note(f"{tag} hashing the model file ({size / (1 << 30):.1f} GiB; once per file, "
+             "for the fingerprint)")
     inputs = fingerprint_inputs(profile, server, data, sampling)
     fp = fingerprint(inputs)
 
@@ -232,8 +243,6 @@ def run_benchmark(profile: Profile, server: LazyServer, dataset: Dataset, out_di
     prompts = {t: task.prompt for t, task in data.tasks.items()}
     store_path = out_dir / "completions.jsonl"
     pending = set(prompts) - set(CompletionStore(store_path).load(fp))
-    note = options.on_note or (lambda _line: None)
-    tag = f"[{profile.name}] {data.name}:"
     if len(pending) < len(prompts):
         note(f"{tag} reused {len(prompts) - len(pending)} of {len(prompts)} answers "
              f"(fingerprint {fp})" + ("; nothing to send, no server started" if not pending
@@ -265,6 +274,13 @@ def run_benchmark(profile: Profile, server: LazyServer, dataset: Dataset, out_di
                      fingerprint_inputs=json.loads(json.dumps(inputs, default=str)))
     atomic.write_text(out_dir / "summary.json", json.dumps(result.to_json(), indent=1))
     return result
+
+
+def _unhashed(profile: Profile) -> int:
+    try:
+        return unhashed_bytes(profile.model_path)
+    except OSError:  # a missing model file is reported where it is opened
+        return 0
 
 
 def _judged(note: Callable[[str], None], tag: str,

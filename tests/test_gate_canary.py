@@ -11,11 +11,15 @@ dir and history database):
    wording, so every designed-to-pass task flips pass -> fail: the run falls below the
    pass@1 of the baseline it shares its tasks with (tolerance 0), the exact McNemar test
    on the flips is significant too, the report lists the flips with their code, and
-   ``python -m plugin report`` rebuilds the same REPORT.md.
+   ``python -m plugin report`` rebuilds the same REPORT.md;
+4. max_tokens: ``--bench-max-tokens 400`` cuts the two designed-to-pass answers longer
+   than that (HumanEval/1: 425 tokens, /6: 429): 14/20 against the baseline's 16/20, a
+   FAIL whose "what changed" names ``max_tokens 768 -> 400``.
 
-Then the run's ``report.html`` is opened in headless Chromium: the summary tables, the
-plots and the flipped-task extra must be in the rendered page. BENCH_SCREENSHOT=PATH
-also saves the screenshot there (docs/report.png is made that way).
+Then ``report.html`` is opened in headless Chromium: the summary tables, the plots and
+the flipped-task extra must be in the rendered page, and a screenshot of the max_tokens
+regression must show the gate first with its FAIL in colour. BENCH_SCREENSHOT=PATH also
+saves that screenshot there (docs/report.png is made that way).
 """
 
 from __future__ import annotations
@@ -108,6 +112,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     return {"baseline": _bench(tmp, "baseline", CHATML, "--bench-update-baseline"),
             "unchanged": _bench(tmp, "unchanged", CHATML),
             "template": _bench(tmp, "template", OTHER_TEMPLATE),
+            "max_tokens": _bench(tmp, "max_tokens", CHATML, "--bench-max-tokens=400"),
             "db": Run("db", 0, "", tmp / "reports")}
 
 
@@ -170,7 +175,7 @@ def test_any_two_runs_compare_task_by_task(runs: dict[str, Run], tmp_path: Path)
     listed = report("--list")
     assert listed.returncode == 0, listed.stderr
     ids = [run.row()["run_id"] for run in (runs["baseline"], runs["unchanged"],
-                                           runs["template"])]
+                                           runs["template"], runs["max_tokens"])]
     assert [line.split()[0] for line in listed.stdout.splitlines()] == ids
     # the template run against the unchanged one (not the pinned baseline): any two runs
     done = report("--compare", ids[1], ids[2], "--out", str(tmp_path))
@@ -198,7 +203,20 @@ def test_report_rebuilt_from_the_history_is_identical(runs: dict[str, Run],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     for name in ("REPORT.md", "summary.json"):
-        assert (tmp_path / name).read_bytes() == (runs["template"].reports / name).read_bytes()
+        assert (tmp_path / name).read_bytes() == (runs["max_tokens"].reports / name
+                                                  ).read_bytes()
+
+
+def test_max_tokens_change_fails_and_says_what_changed(runs: dict[str, Run]) -> None:
+    run = runs["max_tokens"]
+    assert run.returncode == 1, run.output
+    row = run.row()
+    assert row["gate"] == "fail_tolerance"  # 14/20 against the same tasks' 16/20
+    assert row["paired"]["regressed"] == ["HumanEval/1", "HumanEval/6"]
+    assert row["what_changed"] == ["max_tokens 768 -> 400"]
+    assert row["truncated"] >= 2
+    assert "what changed (bench-canary, humaneval, against baseline" in run.output
+    assert "max_tokens 768 -> 400" in run.output
 
 
 # ------------------------------------------------------------------ the browser
@@ -245,11 +263,45 @@ def test_report_renders_in_a_real_browser(runs: dict[str, Run], tmp_path: Path) 
     assert "<h4>Tasks that flipped against the baseline (16)</h4>" in html
     assert "<td>HumanEval/0</td><td>pass-&gt;fail</td>" in html
     assert "<h4>llama-server log (tail)</h4>" in html
+
+
+# The verdict cells' colours (plugin/report/html.py STYLE): FAIL's background, pass's.
+FAIL_BACKGROUND = (0xFF, 0xDD, 0xDD)
+PASS_BACKGROUND = (0xDD, 0xFF, 0xDD)
+
+
+def test_screenshot_of_a_regression_shows_the_gate_first_in_colour(
+        runs: dict[str, Run], tmp_path: Path) -> None:
+    from PIL import Image
+
+    page = runs["max_tokens"].reports / "report.html"
+    dom = _browser(page, tmp_path / "profile-dom", "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    # order: the gate (with what changed), then local results, then published scores
+    order = [html.index(f'id="{anchor}"') for anchor in ("bench-gate", "bench-local",
+                                                          "bench-comparison")]
+    assert order == sorted(order)
+    gate = html[order[0]:order[1]]
+    assert '<td class="verdict-fail">FAIL (tolerance)</td>' in gate
+    assert "max_tokens 768 -&gt; 400" in gate
+    # per flip: both finish reasons and token counts, and the diff of the programs
+    assert "stop, 425 tokens -&gt; length, 400 tokens" in html
+    assert "--- baseline" in html
     shot = tmp_path / "report.png"
     done = _browser(page, tmp_path / "profile-shot", f"--screenshot={shot}",
                     "--window-size=1400,2600")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert shot.stat().st_size > 50_000  # a rendered page, not a blank one
+    image = Image.open(shot).convert("RGB")
+    width, height = image.size
+    pixels = image.load()
+    red_rows = [y for y in range(height) for x in range(0, width, 4)
+                if pixels[x, y] == FAIL_BACKGROUND]
+    assert len(red_rows) > 50, "no FAIL cell in its red background on the screenshot"
+    # the FAIL cell is in the first table of the summary: above any "pass" cell there is
+    # (the canary's other rows are not in this run; the results table comes later)
+    green = [y for y in range(height) for x in range(0, width, 4)
+             if pixels[x, y] == PASS_BACKGROUND]
+    assert not green or min(red_rows) < min(green)
     if os.environ.get("BENCH_SCREENSHOT"):
         shutil.copy(shot, os.environ["BENCH_SCREENSHOT"])

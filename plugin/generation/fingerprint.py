@@ -51,6 +51,18 @@ def model_identity(model_path: Path, cache: Path | None = None) -> dict[str, Any
     return {"files": parts}
 
 
+def unhashed_bytes(model_path: Path, cache: Path | None = None) -> int:
+    """Bytes of the model's files whose sha256 model_identity() would compute now (not
+    cached yet): 0 once a file has been hashed."""
+    known = _read_json((cache or cache_root()) / "model-hashes.json")
+    total = 0
+    for shard in shard_files(model_path):
+        stat = shard.stat()
+        if f"{shard.resolve()}|{stat.st_size}|{stat.st_mtime_ns}" not in known:
+            total += stat.st_size
+    return total
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
