@@ -180,3 +180,48 @@ def test_memory_needed_after_a_heavy_task_passes_in_the_harness_not_in_evalplus(
     after = evalplus([HEAVY, "Mbpp/2"], "after-heavy")
     assert after["Mbpp/2"] == ("fail", "fail")
     assert after[HEAVY] == ("pass", "fail")
+
+
+@pytest.mark.docker
+def test_a_clock_decided_verdict_reaches_the_run_summary(
+        docker_client: Any, oracle_cache: Path, tmp_path: Path, monkeypatch: Any) -> None:
+    """Through the runner: stored answers (no server is started), the real sandbox, the
+    run's summary.json and the report row."""
+    from types import SimpleNamespace
+
+    from plugin.config.models_conf import load_models_conf
+    from plugin.config.profile import Defaults
+    from plugin.gate.record import Row
+    from plugin.generation.store import Completion, CompletionStore
+    from plugin.report.outputs import summary_json
+    from plugin.runner import RunOptions, run_benchmark, run_fingerprint, sampling_for
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    conf = tmp_path / "models.conf"
+    conf.write_text("[bench-slow]\nNAME=slow\nMODEL=m.gguf\nCTX_SIZE=512\nN_GPU_LAYERS=0\n"
+                    f"MODELS_DIR={tmp_path}\nTASKS=HumanEval/0-1\n", encoding="utf-8")
+    profile = load_models_conf(conf, Defaults(cpu_image="img")).profiles["bench-slow"]
+    server = SimpleNamespace(image_id=lambda: "sha256:x", started=False)
+    full = load_dataset("humaneval")
+    data = _subset("humaneval", ["HumanEval/0", "HumanEval/1"])
+    fp = run_fingerprint(profile, server, data, sampling_for(profile))
+    out = tmp_path / "run"
+    store = CompletionStore(out / "completions.jsonl")
+    answers = {"HumanEval/0": SLOW_BUT_CORRECT,
+               "HumanEval/1": full.tasks["HumanEval/1"].canonical_program}
+    for task_id, code in answers.items():
+        store.append(Completion(task_id, fp, f"```python\n{code}```", "", "stop", 10, 50, 0,
+                                None, 100.0, 0.5, 1))
+    result = run_benchmark(profile, server, full, out,
+                           RunOptions(sandbox_image=IMAGE, limits=Limits.named("harness")))
+    assert result.requests_sent == 0
+    assert result.plus_passed == 2
+    assert list(result.clock_decided) == ["HumanEval/0"]
+    stored = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert stored["limits"] == "harness"
+    assert "would time out under the evalplus limits" in stored["clock_decided"]["HumanEval/0"]
+    row = Row.from_json({**{k: stored.get(k) for k in ("profile", "dataset", "n_tasks")},
+                         "clock_decided": stored["clock_decided"], "limits": "harness"})
+    assert json.loads(summary_json("s", [row]))["results"][0]["clock_decided"] == \
+        stored["clock_decided"]
