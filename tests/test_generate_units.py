@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from plugin.gate.references import Reference
 from plugin.gate.verdicts import judge
@@ -130,3 +131,26 @@ def test_a_chat_template_file_counts_in_the_fingerprint_by_its_contents(tmp_path
     assert fp("bench-c") == plain
     (tmp_path / "t.jinja").unlink()
     assert fp("bench-a") not in (before, plain)  # a missing file is a value too
+
+
+def test_extraction_loads_evalplus_sanitize_without_hf_datasets() -> None:
+    """evalplus.sanitize imports evalplus.data, which imports HF datasets (seconds); the
+    harness imports the same sanitize with stand-ins during the import only."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time\n"
+        "started = time.perf_counter()\n"
+        "from plugin.generation.extract import extract_code\n"
+        "out = extract_code('```python\\ndef f():\\n    return 1\\n```', 'f')\n"
+        "took = time.perf_counter() - started\n"
+        "assert out.strip() == 'def f():\\n    return 1', out\n"
+        "assert 'datasets' not in sys.modules, 'HF datasets was imported'\n"
+        "import datasets, evalplus.data\n"
+        "assert getattr(datasets, '__file__', None), 'a stand-in was left in sys.modules'\n"
+        "assert callable(evalplus.data.get_human_eval_plus)\n"
+        "print(f'{took:.3f}')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]

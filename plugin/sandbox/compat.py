@@ -9,6 +9,7 @@ are enough to use EvalPlus's own functions instead of copies.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 import re
@@ -35,6 +36,27 @@ def install_import_stubs() -> None:
         module.TempDir = _unavailable  # type: ignore[attr-defined]
         module.user_cache_dir = lambda *_a, **_k: "/tmp/evalplus-cache"  # type: ignore[attr-defined]
         sys.modules[name] = module
+
+
+def import_light(name: str) -> types.ModuleType:
+    """Import an evalplus module whose import chain reaches ``evalplus.data`` (e.g.
+    ``evalplus.sanitize``) without loading HF ``datasets`` (seconds of import time): the
+    stand-ins are in place only during the import. Afterwards they and the
+    ``evalplus.data`` modules bound to them leave ``sys.modules`` again, so a later real
+    ``import datasets`` or ``import evalplus.data`` in this process is unaffected."""
+    if name in sys.modules:
+        return sys.modules[name]
+    before = set(sys.modules)
+    added = [n for n in _STUBBED if n not in sys.modules]
+    install_import_stubs()
+    try:
+        return importlib.import_module(name)
+    finally:
+        for stub in added:
+            sys.modules.pop(stub, None)
+        for module in [m for m in sys.modules if m not in before
+                       and (m == "evalplus.data" or m.startswith("evalplus.data."))]:
+            sys.modules.pop(module, None)
 
 
 def evalplus_version() -> str:
