@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from plugin.generation.request import completion_prompt
+from plugin.sandbox.compat import import_light
 
 
 @functools.cache
@@ -19,8 +20,6 @@ def _sanitize() -> Callable[..., Any]:
     """EvalPlus's own ``sanitize``, imported on first use without HF ``datasets`` (which
     ``evalplus.sanitize`` pulls in through ``evalplus.data`` and never calls; see
     ``compat.import_light``): 0.05 s instead of seconds, in every process that extracts."""
-    from plugin.sandbox.compat import import_light
-
     return import_light("evalplus.sanitize").sanitize  # type: ignore[no-any-return]
 
 
