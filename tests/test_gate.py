@@ -213,3 +213,22 @@ def test_local_baseline_provenance_text(tmp_path: Path) -> None:
                                                "fingerprint": "abcdef0123456789"}}}))
     ref = refs.for_profile("bench-x", "humaneval")
     assert ref.provenance == "local baseline: run r1, fingerprint abcdef012345"
+
+
+def test_a_dataset_can_have_its_own_provenance(tmp_path) -> None:
+    import json as _json
+
+    from plugin.gate.references import load_references
+
+    path = tmp_path / "refs.json"
+    path.write_text(_json.dumps({"profiles": {"bench-s": {
+        "humaneval_plus": 0.0, "mbpp_plus": 0.0, "tolerance_pp": 0.0,
+        "provenance": {"kind": "designed", "source": "0/164 HumanEval+"},
+        "provenance_by_dataset": {"mbpp": "0/378 MBPP+ by the same argument"}}}}))
+    refs = load_references(path)
+    assert refs.for_profile("bench-s", "humaneval").provenance == "designed: 0/164 HumanEval+"
+    assert refs.for_profile("bench-s", "mbpp").provenance == "0/378 MBPP+ by the same argument"
+    path.write_text(_json.dumps({"profiles": {"bench-s": {
+        "provenance_by_dataset": {"apps": "x"}}}}))
+    with pytest.raises(ConfigError, match=r"provenance_by_dataset\.apps: unknown dataset"):
+        load_references(path)

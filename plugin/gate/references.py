@@ -67,7 +67,9 @@ class References:
         tolerance = entry.get("tolerance_pp")
         if tolerance is None:
             tolerance = tolerance_pp if tolerance_pp is not None else self.default_tolerance_pp
-        kind, text = provenance_text(entry.get("provenance"))
+        # a dataset's own provenance (provenance_by_dataset.<dataset>) wins over the entry's
+        kind, text = provenance_text((entry.get("provenance_by_dataset") or {}).get(
+            dataset, entry.get("provenance")))
         return Reference(
             profile=profile, dataset=dataset,
             plus_pass_at_1=entry.get(PLUS_KEY[dataset]),
@@ -161,7 +163,16 @@ def _check_profile(path: Path, name: str, entry: Mapping[str, Any]) -> None:
                       f"write {key} as a number of percent (80.49) or null")
     for dataset, pin in (entry.get("baselines") or {}).items():
         _check_pin(bad, dataset, pin)
-    prov = entry.get("provenance")
+    by_dataset = entry.get("provenance_by_dataset") or {}
+    unknown = sorted(set(by_dataset) - set(PLUS_KEY))
+    if unknown:
+        raise bad(f"provenance_by_dataset.{unknown[0]}: unknown dataset",
+                  f"use one of {', '.join(PLUS_KEY)}")
+    for prov in (entry.get("provenance"), *by_dataset.values()):
+        _check_provenance(bad, prov)
+
+
+def _check_provenance(bad: Any, prov: Any) -> None:
     if prov is None or isinstance(prov, str):
         return
     kind = prov.get("kind") if isinstance(prov, Mapping) else None
