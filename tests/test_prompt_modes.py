@@ -360,3 +360,16 @@ def test_chat_rows_and_rows_from_before_the_mode_show_the_quant_alone(mode):
     assert row.prompt_mode == mode
     assert row_cells(row)[1] == "Q4_K_M"
     assert "| Gemma 3 270M | Q4_K_M |" in markdown_report([row], [], date="2026-12-01")
+
+
+def test_an_empty_completion_is_an_answer_in_completion_mode_not_in_chat():
+    from types import SimpleNamespace
+
+    from plugin.gate.checks import run_problems
+
+    def result(mode):
+        return SimpleNamespace(no_answer=["HumanEval/109"], thinking_exhausted=[],
+                               unjudged=[], out_dir="out", prompt_mode=mode)
+
+    assert run_problems(result("completion")) == []
+    assert "got no answer" in run_problems(result("chat"))[0]

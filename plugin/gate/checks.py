@@ -6,9 +6,11 @@ from typing import Any
 
 
 def run_problems(result: Any) -> list[str]:
-    """Empty answers and unjudged tasks: each makes the run untrustworthy on its own."""
+    """Empty answers and unjudged tasks: each makes the run untrustworthy on its own. In
+    completion mode an empty completion is an answer (the model stopped at once: the
+    program is the prompt's stub, which EvalPlus scores as a failure), not a problem."""
     problems = []
-    if result.no_answer:
+    if result.no_answer and getattr(result, "prompt_mode", "chat") != "completion":
         problems.append(
             f"{len(result.no_answer)} task(s) got no answer (empty content); "
             f"{len(result.thinking_exhausted)} of them because thinking used the whole "
