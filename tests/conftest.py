@@ -233,3 +233,12 @@ class ProjectFactory:
 @pytest.fixture
 def bench_project(tmp_path: Path, smoke_models: Path) -> ProjectFactory:
     return ProjectFactory(tmp_path, smoke_models)
+
+
+@pytest.fixture(scope="session")
+def oracle_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Expected outputs of the evaluation tests, computed once per session next to
+    pytest's base temp dir; shared by xdist workers (ensure_oracle locks each entry)."""
+    path = tmp_path_factory.getbasetemp().parent / "bench-oracle-cache"
+    path.mkdir(exist_ok=True)
+    return path

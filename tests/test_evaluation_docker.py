@@ -68,12 +68,6 @@ def docker_client() -> Iterator[Any]:
     assert not mine, f"sandbox containers left behind: {[c.name for c in mine]}"
 
 
-@pytest.fixture(scope="session")
-def oracle_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Shared by xdist workers; ensure_oracle locks each entry while computing it."""
-    path = tmp_path_factory.getbasetemp().parent / "bench-oracle-cache"
-    path.mkdir(exist_ok=True)
-    return path
 
 
 def _evaluate(data: Dataset, solutions: dict[str, str], out: Path, client: Any,

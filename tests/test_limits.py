@@ -104,12 +104,6 @@ def docker_client() -> Iterator[Any]:
     client.close()
 
 
-@pytest.fixture(scope="session")
-def oracle_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same cache as test_evaluation_docker's (computed once per session)."""
-    path = tmp_path_factory.getbasetemp().parent / "bench-oracle-cache"
-    path.mkdir(exist_ok=True)
-    return path
 
 
 def _subset(name: str, tasks: list[str]) -> Dataset:
